@@ -1,0 +1,230 @@
+//! Command-line interface: every configuration key has a flag, and flags override the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError, SinkConfig};
+use crate::sink::console::ConsoleConfig;
+
+/// rstatsd: a statsd server for Etsy/DogStatsD lines and pystatsd JSON.
+///
+/// Receives metrics over UDP, aggregates them per flush interval on every core and writes
+/// tagged aggregates to its sinks. With no configuration it listens on 127.0.0.1:8125
+/// (line protocol) and 127.0.0.1:5090 (pystatsd JSON) and prints aggregates to stdout as
+/// JSON lines. Flags override the config file.
+#[derive(Debug, Parser)]
+#[command(name = "rstatsd", version, max_term_width = 100)]
+pub struct Cli {
+    /// TOML configuration file (packaged default: /etc/rstatsd/rstatsd.toml).
+    #[arg(short, long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration (file and flags), print the result and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Line-protocol UDP address; repeat for several (replaces statsd.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub statsd_listen: Vec<SocketAddr>,
+
+    /// Disable the line-protocol listener (statsd.enabled = false).
+    #[arg(long)]
+    pub no_statsd: bool,
+
+    /// pystatsd JSON UDP address; repeat for several (replaces pystatsd.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub pystatsd_listen: Vec<SocketAddr>,
+
+    /// Disable the pystatsd JSON listener (pystatsd.enabled = false).
+    #[arg(long)]
+    pub no_pystatsd: bool,
+
+    /// Receiver threads per address for both listeners; 0 = one per core
+    /// (statsd.receivers, pystatsd.receivers).
+    #[arg(long, value_name = "N")]
+    pub receivers: Option<usize>,
+
+    /// Datagrams per recvmmsg call (receive.batch_size).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Largest datagram received whole; larger ones are truncated and counted
+    /// (receive.max_datagram_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_datagram_bytes: Option<usize>,
+
+    /// SO_RCVBUF per socket (receive.rcvbuf_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub rcvbuf_bytes: Option<usize>,
+
+    /// Pause after draining a socket, to receive in larger batches (receive.coalesce_us).
+    #[arg(long, value_name = "MICROSECONDS")]
+    pub coalesce_us: Option<u64>,
+
+    /// Flush interval (flush.interval_ms).
+    #[arg(long, value_name = "MS")]
+    pub flush_interval_ms: Option<u64>,
+
+    /// Snapshots queued per sink before the oldest is dropped (flush.snapshot_queue).
+    #[arg(long, value_name = "N")]
+    pub snapshot_queue: Option<usize>,
+
+    /// Timer percentiles, comma separated, e.g. `90,99.9,-10` (aggregation.percentiles).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub percentiles: Option<Vec<f64>>,
+
+    /// Keep metric names exactly as received (aggregation.sanitize_names = false).
+    #[arg(long)]
+    pub no_sanitize: bool,
+
+    /// Report gauges only in intervals in which they changed (aggregation.delete_idle_gauges).
+    #[arg(long)]
+    pub delete_idle_gauges: bool,
+
+    /// Report idle counters, timers and sets as zero for N flushes
+    /// (aggregation.idle_zero_flushes).
+    #[arg(long, value_name = "N")]
+    pub idle_zero_flushes: Option<u32>,
+
+    /// Global tag added to every series lacking the key; repeatable (tags).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+
+    /// Prefix of internal statistics series (stats.prefix).
+    #[arg(long, value_name = "PREFIX")]
+    pub stats_prefix: Option<String>,
+
+    /// Do not emit internal statistics (stats.enabled = false).
+    #[arg(long)]
+    pub no_stats: bool,
+
+    /// Also print aggregates to stdout when other sinks are configured (adds sink `console`).
+    #[arg(long)]
+    pub console: bool,
+
+    /// Log level: error, warn, info, debug, trace (log.level).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+impl Cli {
+    /// Loads the config file (if any), applies the flags and validates the result.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        self.apply(&mut config);
+        config.validate(self.config.as_deref())?;
+        Ok(config)
+    }
+
+    /// Overrides `config` with every flag given.
+    pub fn apply(&self, config: &mut Config) {
+        if !self.statsd_listen.is_empty() {
+            config.statsd.listen = self.statsd_listen.clone();
+        }
+        if !self.pystatsd_listen.is_empty() {
+            config.pystatsd.listen = self.pystatsd_listen.clone();
+        }
+        if self.no_statsd {
+            config.statsd.enabled = false;
+        }
+        if self.no_pystatsd {
+            config.pystatsd.enabled = false;
+        }
+        if let Some(n) = self.receivers {
+            config.statsd.receivers = n;
+            config.pystatsd.receivers = n;
+        }
+        let r = &mut config.receive;
+        r.batch_size = self.batch_size.unwrap_or(r.batch_size);
+        r.max_datagram_bytes = self.max_datagram_bytes.unwrap_or(r.max_datagram_bytes);
+        r.rcvbuf_bytes = self.rcvbuf_bytes.unwrap_or(r.rcvbuf_bytes);
+        r.coalesce_us = self.coalesce_us.unwrap_or(r.coalesce_us);
+        let f = &mut config.flush;
+        f.interval_ms = self.flush_interval_ms.unwrap_or(f.interval_ms);
+        f.snapshot_queue = self.snapshot_queue.unwrap_or(f.snapshot_queue);
+        let a = &mut config.aggregation;
+        if let Some(p) = &self.percentiles {
+            a.percentiles = p.clone();
+        }
+        if self.no_sanitize {
+            a.sanitize_names = false;
+        }
+        if self.delete_idle_gauges {
+            a.delete_idle_gauges = true;
+        }
+        a.idle_zero_flushes = self.idle_zero_flushes.unwrap_or(a.idle_zero_flushes);
+        for (k, v) in &self.tags {
+            config.tags.insert(k.clone(), v.clone());
+        }
+        if let Some(p) = &self.stats_prefix {
+            config.stats.prefix = p.clone();
+        }
+        if self.no_stats {
+            config.stats.enabled = false;
+        }
+        if self.console {
+            config
+                .sinks
+                .insert("console".into(), SinkConfig::Console(ConsoleConfig {}));
+        }
+        if let Some(l) = &self.log_level {
+            config.log.level = l.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let cli = Cli::try_parse_from([
+            "rstatsd",
+            "--statsd-listen",
+            "127.0.0.1:9000",
+            "--statsd-listen",
+            "[::1]:9000",
+            "--no-pystatsd",
+            "--flush-interval-ms",
+            "500",
+            "--percentiles",
+            "90,-10,99.9",
+            "--tag",
+            "host=a",
+            "--console",
+        ])
+        .unwrap();
+        let mut c = Config::parse("[flush]\ninterval_ms = 2000\n").unwrap();
+        cli.apply(&mut c);
+        c.validate(None).unwrap();
+        assert_eq!(c.statsd.listen.len(), 2);
+        assert!(!c.pystatsd.enabled);
+        assert_eq!(c.flush.interval_ms, 500);
+        assert_eq!(c.aggregation.percentiles, vec![90.0, -10.0, 99.9]);
+        assert_eq!(c.tags["host"], "a");
+        assert!(c.sinks.contains_key("console"));
+    }
+
+    #[test]
+    fn bad_tag_flag_is_rejected() {
+        assert!(Cli::try_parse_from(["rstatsd", "--tag", "novalue"]).is_err());
+    }
+}

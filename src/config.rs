@@ -1,0 +1,440 @@
+//! Configuration: one typed struct, loaded from TOML, with every default in one place
+//! ([`Default`] impls below). CLI flags override file values ([`crate::cli`]); then
+//! [`Config::validate`] checks the result. Every error names the file, the key and the reason.
+//!
+//! ```toml
+//! [statsd]            # Etsy/DogStatsD line protocol over UDP
+//! enabled = true
+//! listen = ["127.0.0.1:8125"]
+//! receivers = 0       # threads (sockets) per address; 0 = number of CPU cores
+//!
+//! [pystatsd]          # pystatsd JSON over UDP
+//! enabled = true
+//! listen = ["127.0.0.1:5090"]
+//! receivers = 0
+//!
+//! [receive]
+//! batch_size = 64                 # datagrams per recvmmsg call
+//! max_datagram_bytes = 65536      # larger datagrams are truncated and counted
+//! rcvbuf_bytes = 8388608          # SO_RCVBUF per socket
+//! coalesce_us = 1000              # sleep after draining a socket, to batch wakeups
+//!
+//! [flush]
+//! interval_ms = 10000             # aligned to wall-clock multiples
+//! snapshot_queue = 4              # snapshots queued per sink before the oldest is dropped
+//!
+//! [aggregation]
+//! percentiles = [90]
+//! sanitize_names = true
+//! delete_idle_gauges = false      # true: gauges are reported only in intervals they changed
+//! idle_zero_flushes = 0           # report idle counters/timers/sets as zero for N flushes
+//!
+//! [tags]                          # added to every series that lacks the key
+//! # host = "web1"
+//!
+//! [stats]
+//! enabled = true
+//! prefix = "rstatsd."
+//!
+//! [log]
+//! level = "info"                  # error, warn, info, debug, trace
+//!
+//! [sinks.out]                     # with no sinks configured, a console sink is used
+//! type = "console"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::aggregate::timer::Percentile;
+use crate::sink::console::ConsoleConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub statsd: ListenerConfig,
+    pub pystatsd: ListenerConfig,
+    pub receive: ReceiveConfig,
+    pub flush: FlushConfig,
+    pub aggregation: AggregationConfig,
+    /// Global tags, added to every series that does not carry the key itself.
+    pub tags: BTreeMap<String, String>,
+    pub stats: StatsConfig,
+    pub log: LogConfig,
+    /// Named sinks. Empty means: one console sink.
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// One UDP listener (`[statsd]` or `[pystatsd]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub enabled: bool,
+    /// Addresses to bind, IPv4 or IPv6 (`"[::1]:8125"`).
+    pub listen: Vec<SocketAddr>,
+    /// Receiver threads (one socket each) per address; 0 means one per CPU core.
+    pub receivers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiveConfig {
+    pub batch_size: usize,
+    pub max_datagram_bytes: usize,
+    pub rcvbuf_bytes: usize,
+    pub coalesce_us: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlushConfig {
+    pub interval_ms: u64,
+    pub snapshot_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationConfig {
+    pub percentiles: Vec<f64>,
+    pub sanitize_names: bool,
+    pub delete_idle_gauges: bool,
+    pub idle_zero_flushes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    pub enabled: bool,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// `[sinks.NAME]`, selected by `type`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    Console(ConsoleConfig),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            statsd: ListenerConfig::new("127.0.0.1:8125"),
+            pystatsd: ListenerConfig::new("127.0.0.1:5090"),
+            receive: ReceiveConfig::default(),
+            flush: FlushConfig::default(),
+            aggregation: AggregationConfig::default(),
+            tags: BTreeMap::new(),
+            stats: StatsConfig::default(),
+            log: LogConfig::default(),
+            sinks: BTreeMap::new(),
+        }
+    }
+}
+
+impl ListenerConfig {
+    fn new(addr: &str) -> Self {
+        ListenerConfig {
+            enabled: true,
+            listen: vec![addr.parse().expect("valid default address")],
+            receivers: 0,
+        }
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            enabled: true,
+            listen: Vec::new(),
+            receivers: 0,
+        }
+    }
+}
+
+impl Default for ReceiveConfig {
+    fn default() -> Self {
+        ReceiveConfig {
+            batch_size: 64,
+            max_datagram_bytes: 65536,
+            rcvbuf_bytes: 8 << 20,
+            coalesce_us: 1000,
+        }
+    }
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        FlushConfig {
+            interval_ms: 10_000,
+            snapshot_queue: 4,
+        }
+    }
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig {
+            percentiles: vec![90.0],
+            sanitize_names: true,
+            delete_idle_gauges: false,
+            idle_zero_flushes: 0,
+        }
+    }
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            enabled: true,
+            prefix: "rstatsd.".to_string(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// A configuration error: where, which key, why. Exit code 2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file, when the value came from one.
+    pub file: Option<PathBuf>,
+    /// Dotted key path (`flush.interval_ms`), empty when the file as a whole is at fault.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "config file {}: ", file.display())?,
+            None => write!(f, "configuration: ")?,
+        }
+        if !self.key.is_empty() {
+            write!(f, "key `{}`: ", self.key)?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and parses a TOML file (not yet validated).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            ..e
+        })
+    }
+
+    /// Parses TOML text (not yet validated).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e, String::new()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            toml_error(text, e.inner(), key)
+        })
+    }
+
+    /// Checks every value; `file` is named in errors.
+    pub fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.map(Path::to_path_buf),
+            key: key.to_string(),
+            reason,
+        };
+        for (name, l) in [("statsd", &self.statsd), ("pystatsd", &self.pystatsd)] {
+            if l.enabled && l.listen.is_empty() {
+                return Err(err(
+                    &format!("{name}.listen"),
+                    "no address to listen on (set `enabled = false` to disable the listener)"
+                        .into(),
+                ));
+            }
+            if l.receivers > 1024 {
+                return Err(err(
+                    &format!("{name}.receivers"),
+                    "must be at most 1024".into(),
+                ));
+            }
+        }
+        if !self.statsd.enabled && !self.pystatsd.enabled {
+            return Err(err(
+                "statsd.enabled",
+                "every listener is disabled: nothing to receive".into(),
+            ));
+        }
+        let r = &self.receive;
+        if !(1..=1024).contains(&r.batch_size) {
+            return Err(err(
+                "receive.batch_size",
+                "must be between 1 and 1024".into(),
+            ));
+        }
+        if !(512..=65536).contains(&r.max_datagram_bytes) {
+            return Err(err(
+                "receive.max_datagram_bytes",
+                "must be between 512 and 65536".into(),
+            ));
+        }
+        if r.rcvbuf_bytes < 4096 {
+            return Err(err("receive.rcvbuf_bytes", "must be at least 4096".into()));
+        }
+        if r.coalesce_us > 100_000 {
+            return Err(err(
+                "receive.coalesce_us",
+                "must be at most 100000 (100 ms)".into(),
+            ));
+        }
+        if self.flush.interval_ms < 10 {
+            return Err(err("flush.interval_ms", "must be at least 10".into()));
+        }
+        if self.flush.snapshot_queue == 0 {
+            return Err(err("flush.snapshot_queue", "must be at least 1".into()));
+        }
+        for (i, &p) in self.aggregation.percentiles.iter().enumerate() {
+            Percentile::new(p)
+                .map_err(|e| err(&format!("aggregation.percentiles[{i}]"), e.to_string()))?;
+        }
+        for key in self.tags.keys() {
+            if key.is_empty() {
+                return Err(err("tags", "tag keys must not be empty".into()));
+            }
+        }
+        if self.log.level.parse::<log::LevelFilter>().is_err() {
+            return Err(err(
+                "log.level",
+                format!(
+                    "unknown level {:?} (use error, warn, info, debug or trace)",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured percentiles (valid after [`Config::validate`]).
+    pub fn percentiles(&self) -> Vec<Percentile> {
+        self.aggregation
+            .percentiles
+            .iter()
+            .filter_map(|&p| Percentile::new(p).ok())
+            .collect()
+    }
+
+    /// The log level (valid after [`Config::validate`]).
+    pub fn log_level(&self) -> log::LevelFilter {
+        self.log.level.parse().unwrap_or(log::LevelFilter::Info)
+    }
+}
+
+fn toml_error(text: &str, e: &toml::de::Error, key: String) -> ConfigError {
+    let location = e
+        .span()
+        .map(|span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        })
+        .unwrap_or_default();
+    ConfigError {
+        file: None,
+        key,
+        reason: format!("{}{location}", e.message().trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        Config::default().validate(None).unwrap();
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = Config::parse(
+            r#"
+            [statsd]
+            listen = ["127.0.0.1:8125", "[::1]:8125"]
+            receivers = 2
+            [pystatsd]
+            enabled = false
+            [flush]
+            interval_ms = 1000
+            [aggregation]
+            percentiles = [90, 99.9, -10]
+            [tags]
+            host = "web1"
+            [sinks.out]
+            type = "console"
+            "#,
+        )
+        .unwrap();
+        c.validate(None).unwrap();
+        assert_eq!(c.statsd.listen.len(), 2);
+        assert_eq!(c.aggregation.percentiles, vec![90.0, 99.9, -10.0]);
+        assert_eq!(c.sinks["out"], SinkConfig::Console(ConsoleConfig {}));
+        assert_eq!(c.tags["host"], "web1");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("[flush]\nintervl_ms = 5\n").unwrap_err();
+        assert_eq!(e.key, "flush.intervl_ms");
+        assert!(e.reason.contains("intervl_ms"), "{e}");
+        let e = Config::parse("[flush]\ninterval_ms = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "flush.interval_ms");
+        assert!(e.reason.contains("line 2"), "{e}");
+        let e = Config::parse("[sinks.x]\ntype = \"nope\"\n").unwrap_err();
+        assert_eq!(e.key, "sinks.x.type");
+        let e = Config::parse("[sinks.x]\ntype = \"console\"\nbogus = 1\n").unwrap_err();
+        assert!(e.reason.contains("bogus"), "{e}");
+        let e = Config::parse("[statsd]\nlisten = [\"nowhere\"]\n").unwrap_err();
+        assert_eq!(e.key, "statsd.listen[0]");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.aggregation.percentiles = vec![90.0, 0.0];
+        let e = c.validate(Some(Path::new("/etc/x.toml"))).unwrap_err();
+        assert_eq!(e.key, "aggregation.percentiles[1]");
+        assert_eq!(
+            e.to_string(),
+            "config file /etc/x.toml: key `aggregation.percentiles[1]`: percentile 0 is not a number in [-100, 0) or (0, 100]"
+        );
+        let mut c = Config::default();
+        c.flush.interval_ms = 1;
+        assert_eq!(c.validate(None).unwrap_err().key, "flush.interval_ms");
+        let mut c = Config::default();
+        c.log.level = "loud".into();
+        assert_eq!(c.validate(None).unwrap_err().key, "log.level");
+    }
+}

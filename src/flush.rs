@@ -1,0 +1,594 @@
+//! Flush stage: every interval, collect each receiver's table, merge them into one immutable
+//! [`Snapshot`] and offer it to every sink.
+//!
+//! - Flushes happen at wall-clock multiples of the interval (10 s → :00, :10, …); the
+//!   snapshot timestamp is that boundary. The final flush at shutdown uses the current time.
+//! - Collecting is a message exchange, not a lock: the flusher sends [`Control::Swap`] to
+//!   every receiver and waits for one [`Harvest`] each. A receiver answers between datagrams,
+//!   so no metric is lost or counted twice.
+//! - [`Aggregator`] holds what outlives an interval: gauge values (Etsy gauges persist),
+//!   idle series still owed zero reports, and the previous flush's size and duration.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use hashbrown::HashMap;
+
+use crate::aggregate::timer::Percentile;
+use crate::aggregate::{Gauge, Table, Value};
+use crate::logging::unix_millis;
+use crate::metric::{MetricType, SeriesKey};
+use crate::receive::{Control, Harvest, Protocol};
+use crate::sink::SinkHandle;
+use crate::snapshot::Snapshot;
+use crate::stats::ReceiverStats;
+
+/// How long the flusher waits for receivers to answer a swap before flushing without the
+/// missing ones (their data is then reported in the next flush, not lost).
+const HARVEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Flush behaviour, from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct FlushSettings {
+    pub interval: Duration,
+    pub percentiles: Arc<[Percentile]>,
+    /// Tags added to every series that lacks the key.
+    pub global_tags: Vec<(String, String)>,
+    pub delete_idle_gauges: bool,
+    pub idle_zero_flushes: u32,
+    /// Internal statistics prefix; `None` disables them.
+    pub stats_prefix: Option<String>,
+}
+
+/// Sink counters as last reported, to emit per-interval deltas.
+#[derive(Debug, Clone, Default)]
+pub struct SinkReport {
+    pub name: String,
+    pub drops: u64,
+    pub errors: u64,
+}
+
+/// Merges harvests into snapshots and keeps the state that spans intervals.
+#[derive(Debug)]
+pub struct Aggregator {
+    settings: FlushSettings,
+    /// Gauge value and the flush generation that last updated it.
+    gauges: HashMap<SeriesKey, (f64, u64)>,
+    /// Zero reports still owed to idle series, and the generation that last saw them.
+    idle: HashMap<SeriesKey, (u32, u64)>,
+    generation: u64,
+    last_series: usize,
+    last_duration: Duration,
+    /// (listener, effective receive buffer bytes), reported as gauges.
+    listeners: Vec<(Protocol, usize)>,
+}
+
+impl Aggregator {
+    pub fn new(settings: FlushSettings, listeners: Vec<(Protocol, usize)>) -> Aggregator {
+        Aggregator {
+            settings,
+            gauges: HashMap::new(),
+            idle: HashMap::new(),
+            generation: 0,
+            last_series: 0,
+            last_duration: Duration::ZERO,
+            listeners,
+        }
+    }
+
+    /// Builds the snapshot for one interval from the receivers' harvests and the sinks'
+    /// cumulative counters (`sinks` is updated to the reported values).
+    pub fn build(
+        &mut self,
+        harvests: Vec<Harvest>,
+        sinks: &mut [SinkReport],
+        sink_totals: &[(u64, u64)],
+        timestamp_ms: u64,
+    ) -> Snapshot {
+        let started = Instant::now();
+        self.generation += 1;
+        let generation = self.generation;
+
+        let mut merged = Table::new();
+        let mut stats: Vec<(Protocol, ReceiverStats)> = Vec::new();
+        for harvest in harvests {
+            match stats.iter_mut().find(|(p, _)| *p == harvest.protocol) {
+                Some((_, s)) => s.add(&harvest.stats),
+                None => stats.push((harvest.protocol, harvest.stats)),
+            }
+            merged.merge(harvest.table);
+        }
+        if let Some(prefix) = self.settings.stats_prefix.clone() {
+            self.internal_stats(&prefix, &stats, sinks, sink_totals, &mut merged);
+        }
+        if !self.settings.global_tags.is_empty() {
+            let mut tagged = Table::with_capacity(merged.len());
+            for (key, value) in merged.drain() {
+                tagged.merge_value(key.with_default_tags(&self.settings.global_tags), value);
+            }
+            merged = tagged;
+        }
+
+        let track_idle = self.settings.idle_zero_flushes > 0;
+        let mut series = Vec::with_capacity(merged.len() + self.gauges.len());
+        for (key, value) in merged.drain() {
+            let value = match value {
+                Value::Gauge(g) => {
+                    let previous = self.gauges.get(&key).map(|(v, _)| *v);
+                    let resolved = g.resolve(previous);
+                    self.gauges.insert(key.clone(), (resolved, generation));
+                    Value::Gauge(Gauge {
+                        value: resolved,
+                        absolute: true,
+                        ..g
+                    })
+                }
+                Value::Samples(mut s) => {
+                    s.values.sort_unstable_by(f64::total_cmp);
+                    Value::Samples(s)
+                }
+                other => other,
+            };
+            if track_idle && key.metric_type() != MetricType::Gauge {
+                self.idle
+                    .insert(key.clone(), (self.settings.idle_zero_flushes, generation));
+            }
+            series.push((key, value));
+        }
+
+        let delete_idle_gauges = self.settings.delete_idle_gauges;
+        self.gauges.retain(|key, (value, seen)| {
+            if *seen == generation {
+                return true;
+            }
+            if delete_idle_gauges {
+                return false;
+            }
+            series.push((
+                key.clone(),
+                Value::Gauge(Gauge {
+                    value: *value,
+                    absolute: true,
+                    stamp: 0,
+                }),
+            ));
+            true
+        });
+        self.idle.retain(|key, (remaining, seen)| {
+            if *seen == generation {
+                return true;
+            }
+            if *remaining == 0 {
+                return false;
+            }
+            *remaining -= 1;
+            series.push((key.clone(), Value::empty(key.metric_type())));
+            true
+        });
+
+        self.last_series = series.len();
+        self.last_duration = started.elapsed();
+        Snapshot {
+            timestamp_ms,
+            interval: self.settings.interval,
+            percentiles: Arc::clone(&self.settings.percentiles),
+            series,
+        }
+    }
+
+    fn internal_stats(
+        &self,
+        prefix: &str,
+        stats: &[(Protocol, ReceiverStats)],
+        sinks: &mut [SinkReport],
+        sink_totals: &[(u64, u64)],
+        table: &mut Table,
+    ) {
+        let counter = |table: &mut Table, name: &str, tags: &[(&str, &str)], v: u64| {
+            let key = SeriesKey::new(
+                format!("{prefix}{name}"),
+                MetricType::Counter,
+                tags.iter().copied(),
+            );
+            table.merge_value(key, Value::Counter(v as f64));
+        };
+        let gauge = |table: &mut Table, name: &str, tags: &[(&str, &str)], v: f64| {
+            let key = SeriesKey::new(
+                format!("{prefix}{name}"),
+                MetricType::Gauge,
+                tags.iter().copied(),
+            );
+            table.merge_value(
+                key,
+                Value::Gauge(Gauge {
+                    value: v,
+                    absolute: true,
+                    stamp: 0,
+                }),
+            );
+        };
+        for (protocol, s) in stats {
+            let listener = [("listener", protocol.name())];
+            for (name, v) in s.counters() {
+                counter(table, name, &listener, v);
+            }
+            for reason in crate::parse::Reject::ALL {
+                let v = s.bad_lines[reason.index()];
+                if v > 0 {
+                    let tags = [("listener", protocol.name()), ("reason", reason.as_str())];
+                    counter(table, "bad_lines", &tags, v);
+                }
+            }
+        }
+        for (protocol, bytes) in &self.listeners {
+            gauge(
+                table,
+                "receive_buffer_bytes",
+                &[("listener", protocol.name())],
+                *bytes as f64,
+            );
+        }
+        gauge(table, "series", &[], self.last_series as f64);
+        gauge(
+            table,
+            "flush_duration_ms",
+            &[],
+            self.last_duration.as_secs_f64() * 1000.0,
+        );
+        for (report, &(drops, errors)) in sinks.iter_mut().zip(sink_totals) {
+            let tags = [("sink", report.name.as_str())];
+            counter(table, "snapshot_drops", &tags, drops - report.drops);
+            counter(table, "sink_errors", &tags, errors - report.errors);
+            report.drops = drops;
+            report.errors = errors;
+        }
+    }
+}
+
+/// The flusher thread's state.
+pub struct Flusher {
+    aggregator: Aggregator,
+    receivers: Vec<Sender<Control>>,
+    harvests: Receiver<Harvest>,
+    sinks: Vec<SinkHandle>,
+    reports: Vec<SinkReport>,
+}
+
+impl Flusher {
+    pub fn new(
+        aggregator: Aggregator,
+        receivers: Vec<Sender<Control>>,
+        harvests: Receiver<Harvest>,
+        sinks: Vec<SinkHandle>,
+    ) -> Flusher {
+        let reports = sinks
+            .iter()
+            .map(|s| SinkReport {
+                name: s.name().to_string(),
+                ..SinkReport::default()
+            })
+            .collect();
+        Flusher {
+            aggregator,
+            receivers,
+            harvests,
+            sinks,
+            reports,
+        }
+    }
+
+    /// Runs until `shutdown` fires (or its sender is dropped), then performs the final
+    /// flush and waits for every sink to deliver it.
+    pub fn spawn(self, shutdown: Receiver<()>) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("flusher".into())
+            .spawn(move || self.run(&shutdown))
+    }
+
+    fn run(mut self, shutdown: &Receiver<()>) {
+        let interval_ms = self.aggregator.settings.interval.as_millis() as u64;
+        loop {
+            let now = unix_millis(SystemTime::now());
+            let boundary = (now / interval_ms + 1) * interval_ms;
+            let last = match shutdown.recv_timeout(Duration::from_millis(boundary - now)) {
+                Err(RecvTimeoutError::Timeout) => false,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let timestamp = if last {
+                unix_millis(SystemTime::now())
+            } else {
+                boundary
+            };
+            self.flush(last, timestamp);
+            if last {
+                break;
+            }
+        }
+        for sink in self.sinks {
+            sink.finish();
+        }
+    }
+
+    fn flush(&mut self, last: bool, timestamp_ms: u64) {
+        let request = if last { Control::Final } else { Control::Swap };
+        let expected = self
+            .receivers
+            .iter()
+            .filter(|r| r.send(request).is_ok())
+            .count();
+        let deadline = Instant::now() + HARVEST_TIMEOUT;
+        let mut harvests = Vec::with_capacity(expected);
+        while harvests.len() < expected {
+            match self.harvests.recv_deadline(deadline) {
+                Ok(h) => harvests.push(h),
+                Err(_) => {
+                    log::error!(
+                        "flush: {} of {expected} receivers did not answer within {HARVEST_TIMEOUT:?}; \
+                         their data will be in a later flush",
+                        expected - harvests.len()
+                    );
+                    break;
+                }
+            }
+        }
+        let totals: Vec<(u64, u64)> = self
+            .sinks
+            .iter()
+            .map(|s| {
+                let c = s.counters();
+                (
+                    c.drops.load(Ordering::Relaxed),
+                    c.errors.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        let snapshot =
+            Arc::new(
+                self.aggregator
+                    .build(harvests, &mut self.reports, &totals, timestamp_ms),
+            );
+        for sink in &self.sinks {
+            sink.offer(Arc::clone(&snapshot));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{Metric, Sample, SeriesRef, TagRef};
+
+    fn settings() -> FlushSettings {
+        FlushSettings {
+            interval: Duration::from_secs(10),
+            percentiles: vec![Percentile::new(90.0).unwrap()].into(),
+            global_tags: Vec::new(),
+            delete_idle_gauges: false,
+            idle_zero_flushes: 0,
+            stats_prefix: None,
+        }
+    }
+
+    fn harvest(items: &[(&str, MetricType, Sample<'_>)], tags: &[TagRef<'_>]) -> Harvest {
+        let mut table = Table::new();
+        for (name, mtype, sample) in items {
+            table.apply(
+                &Metric {
+                    series: SeriesRef {
+                        name,
+                        mtype: *mtype,
+                        tags,
+                    },
+                    sample: sample.clone(),
+                    sample_rate: 1.0,
+                },
+                1,
+            );
+        }
+        Harvest {
+            protocol: Protocol::Statsd,
+            table,
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    fn build(a: &mut Aggregator, harvests: Vec<Harvest>) -> Vec<(SeriesKey, Value)> {
+        let mut s = a.build(harvests, &mut [], &[], 0).series;
+        s.sort_by(|x, y| x.0.cmp(&y.0));
+        s
+    }
+
+    fn key(name: &str, t: MetricType) -> SeriesKey {
+        SeriesKey::new(name, t, Vec::<(&str, &str)>::new())
+    }
+
+    fn gauge(v: f64) -> Value {
+        Value::Gauge(Gauge {
+            value: v,
+            absolute: true,
+            stamp: 0,
+        })
+    }
+
+    #[test]
+    fn merges_threads_and_sorts_samples() {
+        let mut a = Aggregator::new(settings(), vec![]);
+        let out = build(
+            &mut a,
+            vec![
+                harvest(
+                    &[
+                        ("c", MetricType::Counter, Sample::Value(2.0)),
+                        ("t", MetricType::Timer, Sample::Value(3.0)),
+                    ],
+                    &[],
+                ),
+                harvest(
+                    &[
+                        ("c", MetricType::Counter, Sample::Value(5.0)),
+                        ("t", MetricType::Timer, Sample::Value(1.0)),
+                    ],
+                    &[],
+                ),
+            ],
+        );
+        assert_eq!(out[0], (key("c", MetricType::Counter), Value::Counter(7.0)));
+        let Value::Samples(s) = &out[1].1 else {
+            panic!()
+        };
+        assert_eq!(s.values, vec![1.0, 3.0]);
+    }
+
+    #[test]
+    fn gauges_persist_and_deltas_apply_to_the_previous_value() {
+        let mut a = Aggregator::new(settings(), vec![]);
+        let g = MetricType::Gauge;
+        build(&mut a, vec![harvest(&[("g", g, Sample::Value(10.0))], &[])]);
+        let out = build(&mut a, vec![]);
+        assert_eq!(out, vec![(key("g", g), gauge(10.0))]);
+        let out = build(&mut a, vec![harvest(&[("g", g, Sample::Delta(-4.0))], &[])]);
+        let Value::Gauge(v) = out[0].1 else { panic!() };
+        assert_eq!(v.value, 6.0);
+    }
+
+    #[test]
+    fn delete_idle_gauges() {
+        let mut a = Aggregator::new(
+            FlushSettings {
+                delete_idle_gauges: true,
+                ..settings()
+            },
+            vec![],
+        );
+        build(
+            &mut a,
+            vec![harvest(
+                &[("g", MetricType::Gauge, Sample::Value(1.0))],
+                &[],
+            )],
+        );
+        assert!(build(&mut a, vec![]).is_empty());
+        // Deleted means forgotten: a delta now starts from zero.
+        let out = build(
+            &mut a,
+            vec![harvest(
+                &[("g", MetricType::Gauge, Sample::Delta(2.0))],
+                &[],
+            )],
+        );
+        let Value::Gauge(v) = out[0].1 else { panic!() };
+        assert_eq!(v.value, 2.0);
+    }
+
+    #[test]
+    fn idle_series_report_zero_for_n_flushes() {
+        let mut a = Aggregator::new(
+            FlushSettings {
+                idle_zero_flushes: 2,
+                ..settings()
+            },
+            vec![],
+        );
+        build(
+            &mut a,
+            vec![harvest(
+                &[
+                    ("c", MetricType::Counter, Sample::Value(1.0)),
+                    ("s", MetricType::Set, Sample::Member("x".into())),
+                    ("t", MetricType::Timer, Sample::Value(1.0)),
+                ],
+                &[],
+            )],
+        );
+        for _ in 0..2 {
+            let out = build(&mut a, vec![]);
+            assert_eq!(out.len(), 3);
+            assert_eq!(out[0].1, Value::Counter(0.0));
+            assert_eq!(out[1].1, Value::empty(MetricType::Set));
+            assert_eq!(out[2].1, Value::empty(MetricType::Timer));
+        }
+        assert!(build(&mut a, vec![]).is_empty());
+    }
+
+    #[test]
+    fn global_tags_merge_colliding_series() {
+        let mut a = Aggregator::new(
+            FlushSettings {
+                global_tags: vec![("env".into(), "prod".into())],
+                ..settings()
+            },
+            vec![],
+        );
+        let tagged: Vec<TagRef> = vec![("env", "prod".into())];
+        let out = build(
+            &mut a,
+            vec![
+                harvest(&[("c", MetricType::Counter, Sample::Value(1.0))], &[]),
+                harvest(&[("c", MetricType::Counter, Sample::Value(2.0))], &tagged),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![(
+                SeriesKey::new("c", MetricType::Counter, [("env", "prod")]),
+                Value::Counter(3.0)
+            )]
+        );
+    }
+
+    #[test]
+    fn internal_stats_are_series() {
+        let mut a = Aggregator::new(
+            FlushSettings {
+                stats_prefix: Some("rstatsd.".into()),
+                ..settings()
+            },
+            vec![(Protocol::Statsd, 4096)],
+        );
+        let mut h = harvest(&[], &[]);
+        h.stats.packets_received = 3;
+        h.stats.bad_lines[crate::parse::Reject::BadValue.index()] = 2;
+        let mut reports = vec![SinkReport {
+            name: "out".into(),
+            drops: 1,
+            errors: 0,
+        }];
+        let snap = a.build(vec![h], &mut reports, &[(4, 0)], 0);
+        let find = |name: &str, tags: &[(&str, &str)], t| {
+            let k = SeriesKey::new(name, t, tags.iter().copied());
+            snap.series
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let l = ("listener", "statsd");
+        assert_eq!(
+            find("rstatsd.packets_received", &[l], MetricType::Counter),
+            Some(Value::Counter(3.0))
+        );
+        assert_eq!(
+            find(
+                "rstatsd.bad_lines",
+                &[l, ("reason", "bad_value")],
+                MetricType::Counter
+            ),
+            Some(Value::Counter(2.0))
+        );
+        assert_eq!(
+            find(
+                "rstatsd.snapshot_drops",
+                &[("sink", "out")],
+                MetricType::Counter
+            ),
+            Some(Value::Counter(3.0))
+        );
+        assert_eq!(
+            find("rstatsd.receive_buffer_bytes", &[l], MetricType::Gauge),
+            Some(gauge(4096.0))
+        );
+        assert_eq!(reports[0].drops, 4);
+    }
+}

@@ -1,0 +1,78 @@
+//! The `rstatsd` binary: CLI, signals, and the process exit code.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when start-up fails or a second signal forces
+//! the exit, 2 for configuration errors.
+
+use std::process::ExitCode;
+use std::thread;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use rstatsd::cli::Cli;
+use rstatsd::logging;
+use rstatsd::server::Server;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("rstatsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        match &cli.config {
+            Some(path) => println!("rstatsd: configuration OK ({})", path.display()),
+            None => println!("rstatsd: configuration OK (defaults and flags)"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    logging::init(config.log_level());
+
+    // Installed before the sockets are bound, so a signal never finds the default action.
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let server = match Server::start(&config) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (protocol, addr) in server.local_addrs() {
+        log::info!("listening: {} udp {addr}", protocol.name());
+    }
+    log::info!(
+        "ready: {} receiver threads, flush every {} ms",
+        server.receiver_count(),
+        config.flush.interval_ms
+    );
+
+    let shutdown = server.shutdown_handle();
+    thread::spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                log::info!(
+                    "signal {signal}: draining sockets and flushing (signal again to force exit)"
+                );
+                shutdown.shutdown();
+            } else {
+                log::warn!("second signal: exiting without the final flush");
+                std::process::exit(1);
+            }
+        }
+    });
+    server.wait();
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,360 @@
+//! pystatsd JSON datagrams, parsed with simd-json's tape API.
+//!
+//! ```json
+//! {"metric_name": "user.latency", "metric_type": "guage", "value": 4, "env": "dev"}
+//! ```
+//!
+//! - `metric_name` (non-empty string) and `metric_type` (string) are mandatory.
+//! - `metric_type`: `trace` (counts datagrams), `counter` (adds `count`, default 1),
+//!   `guage`/`gauge` (last `value`), `timer`, `histogram` (`value` is a sample) and `set`
+//!   (`value`, string or number, is a member).
+//! - The key the type consumes (`value` or `count`) is not a tag; every other key is. String,
+//!   number and bool values become tag strings (`4`, `4.5`, `true`); null, objects and arrays
+//!   reject the object.
+//! - A datagram may hold several objects separated by newlines; each is judged on its own.
+//!
+//! Parsing is in place: simd-json unescapes strings inside the datagram buffer, and the tape
+//! and scratch buffers are reused, so a datagram allocates nothing in the steady state.
+
+use std::borrow::Cow;
+
+use simd_json::prelude::*;
+use simd_json::tape::{Tape, Value};
+
+use super::sanitize::sanitize;
+use super::{Handler, Reject, recycle_tags};
+use crate::metric::{Metric, MetricType, Sample, SeriesRef, TagRef, normalize_tags};
+
+/// Parses pystatsd JSON datagrams. One per receiver thread.
+pub struct JsonParser {
+    sanitize: bool,
+    buffers: simd_json::Buffers,
+    tape: Option<Tape<'static>>,
+    tags: Vec<TagRef<'static>>,
+    name_scratch: String,
+}
+
+/// Which key carries the value, per `metric_type`.
+#[derive(Clone, Copy)]
+enum ValueKey {
+    None,
+    Count,
+    Value,
+}
+
+impl JsonParser {
+    pub fn new(sanitize_names: bool) -> Self {
+        JsonParser {
+            sanitize: sanitize_names,
+            buffers: simd_json::Buffers::new(2048),
+            tape: Some(Tape::null().reset()),
+            tags: Vec::with_capacity(16),
+            name_scratch: String::new(),
+        }
+    }
+
+    /// Parses every newline-separated object of `datagram`, in place.
+    pub fn parse_datagram(&mut self, datagram: &mut [u8], handler: &mut impl Handler) {
+        for object in datagram.split_mut(|&b| b == b'\n') {
+            if object.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.parse_object(object, handler);
+        }
+    }
+
+    /// Parses one JSON document.
+    pub fn parse_object(&mut self, object: &mut [u8], handler: &mut impl Handler) {
+        // Kept for the rejection report: simd-json rewrites the buffer while unescaping.
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let mut tags = recycle_tags(std::mem::take(&mut self.tags));
+        let parsed = {
+            // Reborrow so the original bytes stay reachable for a rejection report.
+            let input: &mut [u8] = &mut *object;
+            match simd_json::fill_tape(input, &mut self.buffers, &mut tape) {
+                Ok(()) => self.emit(tape.as_value(), &mut tags, handler),
+                Err(_) => Err(Reject::InvalidJson),
+            }
+        };
+        self.tags = recycle_tags(tags);
+        self.tape = Some(tape.reset());
+        if let Err(reason) = parsed {
+            handler.reject(reason, object);
+        }
+    }
+
+    fn emit<'t, 'i>(
+        &mut self,
+        doc: Value<'t, 'i>,
+        tags: &mut Vec<TagRef<'i>>,
+        handler: &mut impl Handler,
+    ) -> Result<(), Reject> {
+        let object = doc.as_object().ok_or(Reject::NotObject)?;
+        let raw_name = object
+            .get("metric_name")
+            .and_then(|v| v.into_string())
+            .ok_or(Reject::MissingName)?;
+        let type_name = object
+            .get("metric_type")
+            .and_then(|v| v.into_string())
+            .ok_or(Reject::MissingType)?;
+        let (mtype, value_key) = match type_name {
+            "trace" => (MetricType::Trace, ValueKey::None),
+            "counter" => (MetricType::Counter, ValueKey::Count),
+            "guage" | "gauge" => (MetricType::Gauge, ValueKey::Value),
+            "timer" => (MetricType::Timer, ValueKey::Value),
+            "histogram" => (MetricType::Histogram, ValueKey::Value),
+            "set" => (MetricType::Set, ValueKey::Value),
+            _ => return Err(Reject::UnknownType),
+        };
+        let mut sample = match value_key {
+            ValueKey::None | ValueKey::Count => Some(Sample::Value(1.0)),
+            ValueKey::Value => None,
+        };
+        tags.clear();
+        for (key, value) in object.iter() {
+            match (key, value_key) {
+                ("metric_name" | "metric_type", _) => {}
+                ("count", ValueKey::Count) => {
+                    sample = Some(Sample::Value(finite(value).ok_or(Reject::BadValue)?));
+                }
+                ("value", ValueKey::Value) => {
+                    sample = Some(match mtype {
+                        MetricType::Set => Sample::Member(tag_text(value).ok_or(Reject::BadValue)?),
+                        MetricType::Timer if finite(value).is_some_and(|v| v < 0.0) => {
+                            return Err(Reject::NegativeTimer);
+                        }
+                        _ => Sample::Value(finite(value).ok_or(Reject::BadValue)?),
+                    });
+                }
+                _ => tags.push((key, tag_text(value).ok_or(Reject::BadTagValue)?)),
+            }
+        }
+        let sample = sample.ok_or(Reject::BadValue)?;
+        let name = if self.sanitize {
+            sanitize(raw_name, &mut self.name_scratch)
+        } else {
+            raw_name
+        };
+        if name.is_empty() {
+            return Err(Reject::EmptyName);
+        }
+        normalize_tags(tags);
+        handler.metric(&Metric {
+            series: SeriesRef { name, mtype, tags },
+            sample,
+            sample_rate: 1.0,
+        });
+        Ok(())
+    }
+}
+
+/// A JSON number as a finite f64 (bools and strings are not numbers).
+fn finite(v: Value<'_, '_>) -> Option<f64> {
+    let f = v.cast_f64()?;
+    f.is_finite().then_some(f)
+}
+
+/// A scalar as tag text: strings as they are, numbers and bools in their JSON spelling.
+fn tag_text<'i>(v: Value<'_, 'i>) -> Option<Cow<'i, str>> {
+    if let Some(s) = v.into_string() {
+        return Some(Cow::Borrowed(s));
+    }
+    if let Some(b) = v.as_bool() {
+        return Some(Cow::Borrowed(if b { "true" } else { "false" }));
+    }
+    if let Some(i) = v.as_i64() {
+        return Some(Cow::Owned(i.to_string()));
+    }
+    if let Some(u) = v.as_u64() {
+        return Some(Cow::Owned(u.to_string()));
+    }
+    v.as_f64().map(|f| Cow::Owned(f.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::testing::Recorder;
+
+    fn parse(input: &str) -> Recorder {
+        let mut p = JsonParser::new(true);
+        let mut r = Recorder::default();
+        let mut buf = input.as_bytes().to_vec();
+        p.parse_datagram(&mut buf, &mut r);
+        r
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn seed_readme_trace_example() {
+        let r = parse(
+            r#"{"metric_name": "user.apptrace", "metric_type": "trace", "stage": "Init app", "host": "192.44.2.2", "env": "development"}"#,
+        );
+        assert!(r.rejects.is_empty(), "{:?}", r.rejects);
+        let g = &r.metrics[0];
+        assert_eq!(g.name, "user.apptrace");
+        assert_eq!(g.mtype, MetricType::Trace);
+        assert_eq!(g.sample, Sample::Value(1.0));
+        assert_eq!(
+            g.tags,
+            tags(&[
+                ("env", "development"),
+                ("host", "192.44.2.2"),
+                ("stage", "Init app")
+            ])
+        );
+    }
+
+    #[test]
+    fn seed_readme_guage_example() {
+        // The README's `'value': 4,4` is a Python typo; the intended object has value 4.
+        let r = parse(
+            r#"{"metric_name": "user.latency", "metric_type": "guage", "value": 4, "stage": "Init app", "host": "192.44.2.2", "env": "development"}"#,
+        );
+        let g = &r.metrics[0];
+        assert_eq!(
+            (g.name.as_str(), g.mtype),
+            ("user.latency", MetricType::Gauge)
+        );
+        assert_eq!(g.sample, Sample::Value(4.0));
+        assert_eq!(g.tags.len(), 3);
+        // The typo itself is invalid JSON and is rejected.
+        let r = parse(r#"{"metric_name": "user.latency", "metric_type": "guage", "value": 4,4}"#);
+        assert_eq!(r.rejects[0].0, Reject::InvalidJson);
+    }
+
+    #[test]
+    fn every_metric_type() {
+        let r = parse(concat!(
+            r#"{"metric_name":"a","metric_type":"counter","count":2.5,"env":"x"}"#,
+            "\n",
+            r#"{"metric_name":"a","metric_type":"counter"}"#,
+            "\n",
+            r#"{"metric_name":"a","metric_type":"gauge","value":-3}"#,
+            "\n",
+            r#"{"metric_name":"a","metric_type":"timer","value":12.5}"#,
+            "\n",
+            r#"{"metric_name":"a","metric_type":"histogram","value":-1}"#,
+            "\n",
+            r#"{"metric_name":"a","metric_type":"set","value":"u1"}"#,
+            "\n",
+            r#"{"metric_name":"a","metric_type":"set","value":42}"#,
+        ));
+        assert!(r.rejects.is_empty(), "{:?}", r.rejects);
+        let got: Vec<_> = r
+            .metrics
+            .iter()
+            .map(|g| (g.mtype, g.sample.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (MetricType::Counter, Sample::Value(2.5)),
+                (MetricType::Counter, Sample::Value(1.0)),
+                (MetricType::Gauge, Sample::Value(-3.0)),
+                (MetricType::Timer, Sample::Value(12.5)),
+                (MetricType::Histogram, Sample::Value(-1.0)),
+                (MetricType::Set, Sample::Member("u1".into())),
+                (MetricType::Set, Sample::Member("42".into())),
+            ]
+        );
+        assert_eq!(r.metrics[0].tags, tags(&[("env", "x")]));
+    }
+
+    #[test]
+    fn scalar_tags_become_strings_and_unused_value_keys_are_tags() {
+        let r = parse(
+            r#"{"metric_name":"a","metric_type":"trace","n":4,"f":4.5,"neg":-2,"ok":true,"no":false,"value":"v","s":"x\"y"}"#,
+        );
+        assert!(r.rejects.is_empty(), "{:?}", r.rejects);
+        assert_eq!(
+            r.metrics[0].tags,
+            tags(&[
+                ("f", "4.5"),
+                ("n", "4"),
+                ("neg", "-2"),
+                ("no", "false"),
+                ("ok", "true"),
+                ("s", "x\"y"),
+                ("value", "v"),
+            ])
+        );
+    }
+
+    #[test]
+    fn malformed_objects() {
+        let cases = [
+            ("not json", Reject::InvalidJson),
+            ("[1,2]", Reject::NotObject),
+            ("\"str\"", Reject::NotObject),
+            (r#"{"metric_type":"trace"}"#, Reject::MissingName),
+            (
+                r#"{"metric_name":5,"metric_type":"trace"}"#,
+                Reject::MissingName,
+            ),
+            (r#"{"metric_name":"a"}"#, Reject::MissingType),
+            (
+                r#"{"metric_name":"a","metric_type":"bogus"}"#,
+                Reject::UnknownType,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"guage"}"#,
+                Reject::BadValue,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"guage","value":"4"}"#,
+                Reject::BadValue,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"counter","count":true}"#,
+                Reject::BadValue,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"timer","value":-1}"#,
+                Reject::NegativeTimer,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"trace","t":{"x":1}}"#,
+                Reject::BadTagValue,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"trace","t":[1]}"#,
+                Reject::BadTagValue,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"trace","t":null}"#,
+                Reject::BadTagValue,
+            ),
+            (
+                r#"{"metric_name":"","metric_type":"trace"}"#,
+                Reject::EmptyName,
+            ),
+        ];
+        for (input, reason) in cases {
+            let r = parse(input);
+            assert!(r.metrics.is_empty(), "{input}");
+            assert_eq!(r.rejects.len(), 1, "{input}");
+            assert_eq!(r.rejects[0].0, reason, "{input}");
+        }
+    }
+
+    #[test]
+    fn one_bad_object_keeps_the_others() {
+        let r = parse(concat!(
+            r#"{"metric_name":"a","metric_type":"trace"}"#,
+            "\n{broken\n\n",
+            r#"{"metric_name":"b","metric_type":"trace"}"#,
+            "\n"
+        ));
+        let names: Vec<_> = r.metrics.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b"]);
+        assert_eq!(r.rejects.len(), 1);
+    }
+}

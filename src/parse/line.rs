@@ -1,0 +1,464 @@
+//! The statsd line protocol: Etsy statsd, DogStatsD extensions and Graphite tags.
+//!
+//! ```text
+//! name[;k=v...]:value[:value...]|type[|@rate][|#k:v,k2...][|T<unix>][|c:<container>][:value|type...]
+//! ```
+//!
+//! - A datagram holds lines separated by `\n`; empty lines are skipped, a trailing `\r` is
+//!   ignored.
+//! - Types: `c`, `g` (a leading `+`/`-` makes a delta), `ms` (must be ≥ 0), `h`, `d`, `s`.
+//! - `@rate` must lie in `(0, 1]`; counters add `value / rate`, timers count `1 / rate`.
+//! - Value packing (`name:1:2:3|ms`) gives one metric per value. Etsy's multi-metric form
+//!   (`name:1|c:2|ms`) continues after a `:` in the type or sample-rate section.
+//! - DogStatsD tags `|#k:v,k2` (a bare `k2` has the empty value) and Graphite tags
+//!   `name;k=v` are one tag set; a key given twice keeps its last value.
+//! - `|T<unix>` is validated and ignored for aggregation; `|c:<id>` becomes tag
+//!   `container_id`; other sections (future DogStatsD fields) are ignored.
+//! - `_e{...}` events and `_sc|...` service checks are skipped (counted by the handler).
+
+use std::borrow::Cow;
+
+use super::sanitize::sanitize;
+use super::{Handler, Reject, Skip, parse_finite, recycle_tags};
+use crate::metric::{Metric, MetricType, Sample, SeriesRef, TagRef, normalize_tags};
+
+/// Parses line-protocol datagrams. One per receiver thread: it owns reusable scratch space.
+#[derive(Default)]
+pub struct LineParser {
+    sanitize: bool,
+    tags: Vec<TagRef<'static>>,
+    name_scratch: String,
+}
+
+impl LineParser {
+    pub fn new(sanitize_names: bool) -> Self {
+        LineParser {
+            sanitize: sanitize_names,
+            tags: Vec::with_capacity(16),
+            name_scratch: String::new(),
+        }
+    }
+
+    /// Parses every line of `datagram`.
+    pub fn parse_datagram(&mut self, datagram: &[u8], handler: &mut impl Handler) {
+        for line in datagram.split(|&b| b == b'\n') {
+            self.parse_line(line, handler);
+        }
+    }
+
+    /// Parses one line (without its `\n`).
+    pub fn parse_line(&mut self, line: &[u8], handler: &mut impl Handler) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return;
+        }
+        if line.starts_with(b"_e{") {
+            return handler.skip(Skip::Event);
+        }
+        if line.starts_with(b"_sc|") {
+            return handler.skip(Skip::ServiceCheck);
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            return handler.reject(Reject::InvalidUtf8, line);
+        };
+        let mut tags = recycle_tags(std::mem::take(&mut self.tags));
+        if let Err(reason) = self.parse_text(text, &mut tags, handler) {
+            handler.reject(reason, line);
+        }
+        self.tags = recycle_tags(tags);
+    }
+
+    fn parse_text<'a>(
+        &mut self,
+        text: &'a str,
+        tags: &mut Vec<TagRef<'a>>,
+        handler: &mut impl Handler,
+    ) -> Result<(), Reject> {
+        let (key, body) = text.split_once(':').ok_or(Reject::NoValue)?;
+        let (raw_name, graphite_tags) = key.split_once(';').unwrap_or((key, ""));
+        let name = if self.sanitize {
+            sanitize(raw_name, &mut self.name_scratch)
+        } else {
+            raw_name
+        };
+        if name.is_empty() {
+            return Err(Reject::EmptyName);
+        }
+        for part in graphite_tags.split(';').filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((k, _)) if !k.is_empty() => {}
+                _ => return Err(Reject::BadTags),
+            }
+        }
+        // A line is accepted or rejected whole: every group of an Etsy multi-metric line is
+        // validated before the first metric is emitted.
+        let first = Group::parse(body)?;
+        let mut rest = first.next;
+        while let Some(body) = rest {
+            rest = Group::parse(body)?.next;
+        }
+        let mut group = first;
+        loop {
+            tags.clear();
+            for part in graphite_tags.split(';').filter(|p| !p.is_empty()) {
+                let (k, v) = part.split_once('=').unwrap_or((part, ""));
+                tags.push((k, Cow::Borrowed(v)));
+            }
+            for item in group.tags.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = item.split_once(':').unwrap_or((item, ""));
+                tags.push((k, Cow::Borrowed(v)));
+            }
+            if let Some(id) = group.container {
+                tags.push(("container_id", Cow::Borrowed(id)));
+            }
+            normalize_tags(tags);
+            let series = SeriesRef {
+                name,
+                mtype: group.mtype,
+                tags,
+            };
+            let rate = group.rate;
+            let mut emit = |sample| {
+                handler.metric(&Metric {
+                    series,
+                    sample,
+                    sample_rate: rate,
+                })
+            };
+            if group.packed {
+                for raw in group.values.split(':') {
+                    emit(parse_value(raw, group.mtype)?);
+                }
+            } else {
+                emit(group.first);
+            }
+            match group.next {
+                Some(body) => group = Group::parse(body)?,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// One validated `values|type[|sections]` group of a line.
+struct Group<'a> {
+    values: &'a str,
+    /// The first (for an unpacked group: the only) value, already parsed.
+    first: Sample<'a>,
+    /// True when `values` holds several `:`-separated values.
+    packed: bool,
+    mtype: MetricType,
+    rate: f64,
+    /// DogStatsD tag list without the `#`; empty when absent.
+    tags: &'a str,
+    container: Option<&'a str>,
+    /// The next group of an Etsy multi-metric line.
+    next: Option<&'a str>,
+}
+
+impl<'a> Group<'a> {
+    fn parse(body: &'a str) -> Result<Group<'a>, Reject> {
+        let mut sections = body.split('|');
+        let values = sections.next().unwrap_or("");
+        let type_section = sections.next().ok_or(Reject::NoType)?;
+        let (type_str, mut next) = split_continuation(type_section, body);
+        let mtype = match type_str {
+            "c" => MetricType::Counter,
+            "g" => MetricType::Gauge,
+            "ms" => MetricType::Timer,
+            "h" => MetricType::Histogram,
+            "d" => MetricType::Distribution,
+            "s" => MetricType::Set,
+            _ => return Err(Reject::UnknownType),
+        };
+        let mut raw_values = values.split(':');
+        let first = parse_value(raw_values.next().unwrap_or(""), mtype)?;
+        let mut packed = false;
+        for raw in raw_values {
+            parse_value(raw, mtype)?;
+            packed = true;
+        }
+        let mut group = Group {
+            values,
+            first,
+            packed,
+            mtype,
+            rate: 1.0,
+            tags: "",
+            container: None,
+            next: None,
+        };
+        while next.is_none() {
+            let Some(section) = sections.next() else {
+                break;
+            };
+            if let Some(rate) = section.strip_prefix('@') {
+                let (rate, cont) = split_continuation(rate, body);
+                next = cont;
+                group.rate = match parse_finite(rate) {
+                    Some(r) if r > 0.0 && r <= 1.0 => r,
+                    _ => return Err(Reject::BadSampleRate),
+                };
+            } else if let Some(tags) = section.strip_prefix('#') {
+                if tags.split(',').any(|t| t.starts_with(':')) {
+                    return Err(Reject::BadTags);
+                }
+                group.tags = tags;
+            } else if let Some(ts) = section.strip_prefix('T') {
+                if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Reject::BadTimestamp);
+                }
+            } else if let Some(id) = section.strip_prefix("c:") {
+                group.container = Some(id);
+            }
+            // Any other section is a DogStatsD extension we do not use: ignored.
+        }
+        group.next = next;
+        Ok(group)
+    }
+}
+
+/// Splits `section` at its first `:` into the section and the rest of `body` after that
+/// `:`, which starts the next Etsy multi-metric group.
+fn split_continuation<'a>(section: &'a str, body: &'a str) -> (&'a str, Option<&'a str>) {
+    match section.find(':') {
+        Some(i) => {
+            // `section` is a subslice of `body`; the continuation runs to the end of `body`.
+            let offset = section.as_ptr() as usize - body.as_ptr() as usize + i + 1;
+            (&section[..i], Some(&body[offset..]))
+        }
+        None => (section, None),
+    }
+}
+
+#[inline]
+fn parse_value(raw: &str, mtype: MetricType) -> Result<Sample<'_>, Reject> {
+    match mtype {
+        MetricType::Set => {
+            if raw.is_empty() {
+                Err(Reject::BadValue)
+            } else {
+                Ok(Sample::Member(Cow::Borrowed(raw)))
+            }
+        }
+        MetricType::Gauge => {
+            let v = parse_finite(raw).ok_or(Reject::BadValue)?;
+            if raw.starts_with(['+', '-']) {
+                Ok(Sample::Delta(v))
+            } else {
+                Ok(Sample::Value(v))
+            }
+        }
+        MetricType::Timer => match parse_finite(raw) {
+            Some(v) if v < 0.0 => Err(Reject::NegativeTimer),
+            Some(v) => Ok(Sample::Value(v)),
+            None => Err(Reject::BadValue),
+        },
+        _ => parse_finite(raw).map(Sample::Value).ok_or(Reject::BadValue),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::testing::{Got, Recorder};
+
+    fn parse(input: &str) -> Recorder {
+        parse_with(input, true)
+    }
+
+    fn parse_with(input: &str, sanitize: bool) -> Recorder {
+        let mut p = LineParser::new(sanitize);
+        let mut r = Recorder::default();
+        p.parse_datagram(input.as_bytes(), &mut r);
+        r
+    }
+
+    fn one(input: &str) -> Got {
+        let r = parse(input);
+        assert!(r.rejects.is_empty(), "{input}: {:?}", r.rejects);
+        assert_eq!(r.metrics.len(), 1, "{input}");
+        r.metrics[0].clone()
+    }
+
+    fn rejected(input: &str) -> Reject {
+        let r = parse(input);
+        assert!(r.metrics.is_empty(), "{input} gave {:?}", r.metrics);
+        assert_eq!(r.rejects.len(), 1, "{input}");
+        r.rejects[0].0
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn basic_types() {
+        let cases = [
+            ("a:1|c", MetricType::Counter, Sample::Value(1.0)),
+            ("a:2.5|g", MetricType::Gauge, Sample::Value(2.5)),
+            ("a:+3|g", MetricType::Gauge, Sample::Delta(3.0)),
+            ("a:-3|g", MetricType::Gauge, Sample::Delta(-3.0)),
+            ("a:320|ms", MetricType::Timer, Sample::Value(320.0)),
+            ("a:-4|h", MetricType::Histogram, Sample::Value(-4.0)),
+            ("a:7|d", MetricType::Distribution, Sample::Value(7.0)),
+            ("a:user1|s", MetricType::Set, Sample::Member("user1".into())),
+            ("a:-1|c", MetricType::Counter, Sample::Value(-1.0)),
+        ];
+        for (input, mtype, sample) in cases {
+            let g = one(input);
+            assert_eq!((g.name.as_str(), g.mtype, &g.sample), ("a", mtype, &sample));
+            assert_eq!(g.rate, 1.0);
+        }
+    }
+
+    #[test]
+    fn etsy_validity_cases() {
+        assert_eq!(one("a:+10e1|c").sample, Sample::Value(100.0));
+        assert_eq!(one("a:1|c|@.2").rate, 0.2);
+        assert_eq!(one("a:1|c|@0.1").rate, 0.1);
+        assert_eq!(one("a:1|c|@1").rate, 1.0);
+        assert_eq!(rejected("a:-1|ms"), Reject::NegativeTimer);
+        assert_eq!(rejected("a:1|c|@"), Reject::BadSampleRate);
+        assert_eq!(rejected("a:1|c|@-1"), Reject::BadSampleRate);
+        assert_eq!(rejected("a:1|c|@.1."), Reject::BadSampleRate);
+        assert_eq!(rejected("a:1|c|@0"), Reject::BadSampleRate);
+        assert_eq!(rejected("a:1|c|@1.5"), Reject::BadSampleRate);
+        assert_eq!(rejected("a:1|c|@nan"), Reject::BadSampleRate);
+        assert_eq!(rejected("a:|c"), Reject::BadValue);
+        assert_eq!(rejected("a:|s"), Reject::BadValue);
+        assert_eq!(rejected("a:x|c"), Reject::BadValue);
+        assert_eq!(rejected("a:inf|g"), Reject::BadValue);
+        assert_eq!(rejected("a:NaN|ms"), Reject::BadValue);
+        assert_eq!(rejected("a:1"), Reject::NoType);
+        assert_eq!(rejected("a"), Reject::NoValue);
+        assert_eq!(rejected("a:1|x"), Reject::UnknownType);
+        assert_eq!(rejected("a:1|"), Reject::UnknownType);
+        assert_eq!(rejected(":1|c"), Reject::EmptyName);
+        assert_eq!(rejected("$$:1|c"), Reject::EmptyName);
+        assert_eq!(rejected("a:1|c|T12x"), Reject::BadTimestamp);
+        assert_eq!(rejected("a:1|c|#:v"), Reject::BadTags);
+        assert_eq!(rejected("a;novalue:1|c"), Reject::BadTags);
+    }
+
+    #[test]
+    fn dogstatsd_all_sections() {
+        let g = one("page.views:1.5|ms|@0.5|#env:prod,region:eu,canary|T1656581400|c:abc123");
+        assert_eq!(g.name, "page.views");
+        assert_eq!(g.mtype, MetricType::Timer);
+        assert_eq!(g.sample, Sample::Value(1.5));
+        assert_eq!(g.rate, 0.5);
+        assert_eq!(
+            g.tags,
+            tags(&[
+                ("canary", ""),
+                ("container_id", "abc123"),
+                ("env", "prod"),
+                ("region", "eu")
+            ])
+        );
+        // Unknown extension sections are ignored, in any position after the type.
+        let g = one("a:1|c|e:ext|#k:v|card:low");
+        assert_eq!(g.tags, tags(&[("k", "v")]));
+    }
+
+    #[test]
+    fn tag_values_may_contain_colons_and_keys_repeat() {
+        let g = one("a:1|c|#url:http://x:80/p,env:a,env:b");
+        assert_eq!(g.tags, tags(&[("env", "b"), ("url", "http://x:80/p")]));
+    }
+
+    #[test]
+    fn graphite_tags_merge_with_dogstatsd_tags() {
+        let g = one("cpu.load;host=web1;env=prod:0.5|g|#env:stage,dc:x");
+        assert_eq!(g.name, "cpu.load");
+        assert_eq!(
+            g.tags,
+            tags(&[("dc", "x"), ("env", "stage"), ("host", "web1")])
+        );
+    }
+
+    #[test]
+    fn value_packing() {
+        let r = parse("t:1:2:3|ms|@0.5|#k:v");
+        assert!(r.rejects.is_empty());
+        let vals: Vec<_> = r.metrics.iter().map(|g| g.sample.clone()).collect();
+        assert_eq!(
+            vals,
+            vec![Sample::Value(1.0), Sample::Value(2.0), Sample::Value(3.0)]
+        );
+        assert!(
+            r.metrics
+                .iter()
+                .all(|g| g.rate == 0.5 && g.tags == tags(&[("k", "v")]))
+        );
+        // One bad packed value rejects the whole line, nothing half-counted.
+        let r = parse("t:1:x:3|ms");
+        assert!(r.metrics.is_empty());
+        assert_eq!(r.rejects.len(), 1);
+        assert_eq!(rejected("t:1::3|ms"), Reject::BadValue);
+    }
+
+    #[test]
+    fn etsy_multi_metric_lines() {
+        let r = parse("a:1|c:2|ms:+3|g|@0.5:7|s");
+        assert!(r.rejects.is_empty(), "{:?}", r.rejects);
+        let got: Vec<_> = r
+            .metrics
+            .iter()
+            .map(|g| (g.mtype, g.sample.clone(), g.rate))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (MetricType::Counter, Sample::Value(1.0), 1.0),
+                (MetricType::Timer, Sample::Value(2.0), 1.0),
+                (MetricType::Gauge, Sample::Delta(3.0), 0.5),
+                (MetricType::Set, Sample::Member("7".into()), 1.0),
+            ]
+        );
+        // A bad later group rejects the line before anything is emitted.
+        let r = parse("a:1|c:2|zz");
+        assert!(r.metrics.is_empty());
+        assert_eq!(r.rejects[0].0, Reject::UnknownType);
+    }
+
+    #[test]
+    fn one_bad_line_keeps_the_others() {
+        let r = parse("a:1|c\nbroken\n\nb:2|g\r\nc:-5|ms\n");
+        let names: Vec<_> = r.metrics.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b"]);
+        let reasons: Vec<_> = r.rejects.iter().map(|(r, _)| *r).collect();
+        assert_eq!(reasons, vec![Reject::NoValue, Reject::NegativeTimer]);
+        assert_eq!(r.rejects[0].1, "broken");
+    }
+
+    #[test]
+    fn events_and_service_checks_are_skipped() {
+        let r = parse("_e{5,4}:title|text|#a:b\n_sc|svc|0\na:1|c");
+        assert_eq!(r.skips, vec![Skip::Event, Skip::ServiceCheck]);
+        assert_eq!(r.metrics.len(), 1);
+        assert!(r.rejects.is_empty());
+    }
+
+    #[test]
+    fn sanitizing_is_configurable() {
+        assert_eq!(one("my metric/x!:1|c").name, "my_metric-x");
+        let r = parse_with("my metric/x!:1|c", false);
+        assert_eq!(r.metrics[0].name, "my metric/x!");
+        // Tags are never sanitized.
+        assert_eq!(one("a:1|c|#path:/a b").tags, tags(&[("path", "/a b")]));
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        let mut p = LineParser::new(true);
+        let mut r = Recorder::default();
+        p.parse_datagram(b"a\xff:1|c\nb:1|c", &mut r);
+        assert_eq!(r.rejects[0].0, Reject::InvalidUtf8);
+        assert_eq!(r.metrics.len(), 1);
+    }
+}

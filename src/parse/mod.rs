@@ -1,0 +1,204 @@
+//! Parse stage: datagram bytes → [`Metric`]s, handed one at a time to a [`Handler`].
+//!
+//! Two wire formats share this interface:
+//! - [`line`]: Etsy statsd lines with DogStatsD and Graphite extensions;
+//! - [`json`]: pystatsd JSON objects, parsed with simd-json.
+//!
+//! Parsers never allocate per metric for well-formed input: names, tags and set members borrow
+//! from the datagram, and the tag list and name scratch buffers are reused across calls.
+//! Every input that cannot become a metric is reported to the handler with a [`Reject`]
+//! reason; the parser never panics and a bad line never affects the other lines of a datagram.
+
+pub mod json;
+pub mod line;
+pub mod sanitize;
+
+use crate::metric::{Metric, TagRef};
+
+/// Why an input line or object was rejected. Each reason is its own internal counter
+/// (`bad_lines` with tag `reason`, see [`Reject::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+    /// No `:` after the name.
+    NoValue,
+    /// No `|type` section.
+    NoType,
+    /// The type is not one of `c g ms h d s` (or, for JSON, a known `metric_type`).
+    UnknownType,
+    /// The name is empty (also after sanitizing).
+    EmptyName,
+    /// The value is empty, not a number, or not finite.
+    BadValue,
+    /// A timer (`ms`) value is negative.
+    NegativeTimer,
+    /// The sample rate is not a number in `(0, 1]`.
+    BadSampleRate,
+    /// A tag has an empty key, or a Graphite tag lacks `=`.
+    BadTags,
+    /// The `|T` timestamp is not a non-negative integer.
+    BadTimestamp,
+    /// JSON: the object is not valid JSON.
+    InvalidJson,
+    /// JSON: the document is not an object.
+    NotObject,
+    /// JSON: `metric_name` is missing or not a string.
+    MissingName,
+    /// JSON: `metric_type` is missing or not a string.
+    MissingType,
+    /// JSON: a tag value is null, an object or an array.
+    BadTagValue,
+}
+
+impl Reject {
+    /// Every reason, in a fixed order; [`Reject::index`] indexes this array.
+    pub const ALL: [Reject; 15] = [
+        Reject::InvalidUtf8,
+        Reject::NoValue,
+        Reject::NoType,
+        Reject::UnknownType,
+        Reject::EmptyName,
+        Reject::BadValue,
+        Reject::NegativeTimer,
+        Reject::BadSampleRate,
+        Reject::BadTags,
+        Reject::BadTimestamp,
+        Reject::InvalidJson,
+        Reject::NotObject,
+        Reject::MissingName,
+        Reject::MissingType,
+        Reject::BadTagValue,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The value of the `reason` tag on the `bad_lines` internal counter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::InvalidUtf8 => "invalid_utf8",
+            Reject::NoValue => "no_value",
+            Reject::NoType => "no_type",
+            Reject::UnknownType => "unknown_type",
+            Reject::EmptyName => "empty_name",
+            Reject::BadValue => "bad_value",
+            Reject::NegativeTimer => "negative_timer",
+            Reject::BadSampleRate => "bad_sample_rate",
+            Reject::BadTags => "bad_tags",
+            Reject::BadTimestamp => "bad_timestamp",
+            Reject::InvalidJson => "invalid_json",
+            Reject::NotObject => "not_object",
+            Reject::MissingName => "missing_name",
+            Reject::MissingType => "missing_type",
+            Reject::BadTagValue => "bad_tag_value",
+        }
+    }
+}
+
+/// Well-formed inputs that carry no metric and are deliberately skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A DogStatsD event (`_e{...}`).
+    Event,
+    /// A DogStatsD service check (`_sc|...`).
+    ServiceCheck,
+}
+
+/// Receives the output of a parser.
+pub trait Handler {
+    /// One metric value. Packed values (`a:1:2|ms`) arrive as one call each.
+    fn metric(&mut self, metric: &Metric<'_, '_>);
+    /// An input that was rejected; `input` is the offending line or object.
+    fn reject(&mut self, reason: Reject, input: &[u8]);
+    /// A well-formed input that carries no metric.
+    fn skip(&mut self, kind: Skip);
+}
+
+/// Reuses a tag vector's allocation for borrows of a new lifetime.
+///
+/// The vector is emptied first, so no value of the old lifetime survives; the in-place
+/// `collect` specialisation keeps the allocation because both element types have the same
+/// layout (and if it did not, this would only allocate, never misbehave).
+pub(crate) fn recycle_tags<'new>(mut tags: Vec<TagRef<'_>>) -> Vec<TagRef<'new>> {
+    tags.clear();
+    tags.into_iter().map(|_| unreachable!()).collect()
+}
+
+/// Parses a finite float the way both protocols need it (no `inf`, no `NaN`).
+pub(crate) fn parse_finite(s: &str) -> Option<f64> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Some(v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A handler that records everything, for parser tests.
+    use super::*;
+    use crate::metric::{MetricType, Sample};
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Got {
+        pub name: String,
+        pub mtype: MetricType,
+        pub tags: Vec<(String, String)>,
+        pub sample: Sample<'static>,
+        pub rate: f64,
+    }
+
+    #[derive(Default, Debug)]
+    pub struct Recorder {
+        pub metrics: Vec<Got>,
+        pub rejects: Vec<(Reject, String)>,
+        pub skips: Vec<Skip>,
+    }
+
+    impl Handler for Recorder {
+        fn metric(&mut self, m: &Metric<'_, '_>) {
+            let sample = match &m.sample {
+                Sample::Value(v) => Sample::Value(*v),
+                Sample::Delta(v) => Sample::Delta(*v),
+                Sample::Member(s) => Sample::Member(s.to_string().into()),
+            };
+            self.metrics.push(Got {
+                name: m.series.name.to_string(),
+                mtype: m.series.mtype,
+                tags: m
+                    .series
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                sample,
+                rate: m.sample_rate,
+            });
+        }
+        fn reject(&mut self, reason: Reject, input: &[u8]) {
+            self.rejects
+                .push((reason, String::from_utf8_lossy(input).into_owned()));
+        }
+        fn skip(&mut self, kind: Skip) {
+            self.skips.push(kind);
+        }
+    }
+
+    #[test]
+    fn recycle_keeps_capacity() {
+        let mut v: Vec<TagRef<'static>> = Vec::with_capacity(16);
+        v.push(("a", "b".into()));
+        let cap = v.capacity();
+        let r: Vec<TagRef<'_>> = recycle_tags(v);
+        assert!(r.is_empty());
+        assert_eq!(r.capacity(), cap);
+    }
+
+    #[test]
+    fn reject_indexes_match_all() {
+        for (i, r) in Reject::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Etsy statsd key sanitizing (`keyNameSanitize`, on by default).
+//!
+//! Runs of whitespace become `_`, `/` becomes `-`, and every character outside
+//! `[a-zA-Z0-9_.\-;=]` is dropped — applied to metric names, never to tag values, which
+//! downstream formats escape for themselves.
+
+/// True if `c` survives sanitizing unchanged.
+#[inline]
+fn allowed(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b';' | b'=')
+}
+
+/// Returns `name` sanitized: borrowed when nothing changes (the common case), otherwise
+/// written into `scratch`, which is reused across calls.
+#[inline]
+pub fn sanitize<'a>(name: &'a str, scratch: &'a mut String) -> &'a str {
+    if name.bytes().all(allowed) {
+        return name;
+    }
+    scratch.clear();
+    let mut in_space = false;
+    for c in name.chars() {
+        if c.is_whitespace() {
+            if !in_space {
+                scratch.push('_');
+            }
+            in_space = true;
+            continue;
+        }
+        in_space = false;
+        if c == '/' {
+            scratch.push('-');
+        } else if c.is_ascii() && allowed(c as u8) {
+            scratch.push(c);
+        }
+    }
+    scratch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    fn s(name: &str) -> String {
+        let mut scratch = String::new();
+        sanitize(name, &mut scratch).to_string()
+    }
+
+    #[test]
+    fn etsy_rules() {
+        assert_eq!(s("foo.bar"), "foo.bar");
+        assert_eq!(s("foo  bar\tbaz"), "foo_bar_baz");
+        assert_eq!(s("a/b/c"), "a-b-c");
+        assert_eq!(s("a#b$c!d"), "abcd");
+        assert_eq!(s("tag;k=v"), "tag;k=v");
+        assert_eq!(s("héllo wörld"), "hllo_wrld");
+        assert_eq!(s("@@@"), "");
+    }
+}

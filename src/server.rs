@@ -1,0 +1,213 @@
+//! Wiring: binds the listeners, starts receivers, sinks and the flusher, and stops them in
+//! order. The binary (`main.rs`) adds signals; tests and benches can run a [`Server`]
+//! in-process.
+
+use std::fmt;
+use std::io::{self, BufWriter};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded, unbounded};
+
+use crate::config::{Config, ListenerConfig, SinkConfig};
+use crate::flush::{Aggregator, FlushSettings, Flusher};
+use crate::receive::{self, Protocol, ReceiverSettings};
+use crate::sink::console::ConsoleSink;
+use crate::sink::{Sink, SinkHandle};
+
+/// A start-up failure (a socket that cannot be bound, a thread that cannot start).
+#[derive(Debug)]
+pub struct StartError {
+    pub what: String,
+    pub source: io::Error,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Asks a running server to stop (final flush included). Cloneable, usable from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle(Sender<()>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A running rstatsd.
+pub struct Server {
+    listeners: Vec<(Protocol, SocketAddr, usize)>,
+    receivers: Vec<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
+    shutdown: ShutdownHandle,
+}
+
+impl Server {
+    /// Binds every listener and starts all threads. Sinks come from `config.sinks` (a
+    /// console sink writing to stdout when none is configured).
+    pub fn start(config: &Config) -> Result<Server, StartError> {
+        let sinks = build_sinks(config);
+        Server::start_with_sinks(config, sinks)
+    }
+
+    /// Like [`Server::start`] with the given sinks instead of `config.sinks`.
+    pub fn start_with_sinks(
+        config: &Config,
+        sinks: Vec<(String, Box<dyn Sink>)>,
+    ) -> Result<Server, StartError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (harvest_tx, harvest_rx) = unbounded();
+        let mut controls = Vec::new();
+        let mut receivers = Vec::new();
+        let mut listeners = Vec::new();
+        let listener_configs = [
+            (Protocol::Statsd, &config.statsd),
+            (Protocol::Pystatsd, &config.pystatsd),
+        ];
+        for (protocol, lc) in listener_configs {
+            let ListenerConfig {
+                enabled,
+                listen,
+                receivers: count,
+            } = lc;
+            if !enabled {
+                continue;
+            }
+            let count = if *count == 0 { cores } else { *count };
+            let settings = ReceiverSettings {
+                protocol,
+                batch_size: config.receive.batch_size,
+                max_datagram_bytes: config.receive.max_datagram_bytes,
+                coalesce: Duration::from_micros(config.receive.coalesce_us),
+                sanitize_names: config.aggregation.sanitize_names,
+            };
+            for addr in listen {
+                let group = receive::bind_group(*addr, count, config.receive.rcvbuf_bytes)
+                    .map_err(|source| StartError {
+                        what: format!("cannot listen on {} udp {addr}", protocol.name()),
+                        source,
+                    })?;
+                listeners.push((protocol, group.local_addr, group.rcvbuf_bytes));
+                for socket in group.sockets {
+                    let (ctl_tx, ctl_rx) = unbounded();
+                    let id = receivers.len();
+                    let handle =
+                        receive::spawn(id, socket, settings.clone(), ctl_rx, harvest_tx.clone())
+                            .map_err(|source| StartError {
+                                what: "cannot start a receiver thread".into(),
+                                source,
+                            })?;
+                    controls.push(ctl_tx);
+                    receivers.push(handle);
+                }
+            }
+        }
+        drop(harvest_tx);
+
+        let mut handles = Vec::new();
+        for (name, sink) in sinks {
+            handles.push(
+                SinkHandle::spawn(&name, sink, config.flush.snapshot_queue).map_err(|source| {
+                    StartError {
+                        what: format!("cannot start sink {name}"),
+                        source,
+                    }
+                })?,
+            );
+        }
+        let settings = FlushSettings {
+            interval: Duration::from_millis(config.flush.interval_ms),
+            percentiles: Arc::from(config.percentiles()),
+            global_tags: config
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            delete_idle_gauges: config.aggregation.delete_idle_gauges,
+            idle_zero_flushes: config.aggregation.idle_zero_flushes,
+            stats_prefix: config.stats.enabled.then(|| config.stats.prefix.clone()),
+        };
+        let mut buffers: Vec<(Protocol, usize)> = Vec::new();
+        for (p, _, bytes) in &listeners {
+            if !buffers.iter().any(|(q, _)| q == p) {
+                buffers.push((*p, *bytes));
+            }
+        }
+        let (shutdown_tx, shutdown_rx) = bounded(1);
+        let flusher = Flusher::new(
+            Aggregator::new(settings, buffers),
+            controls,
+            harvest_rx,
+            handles,
+        )
+        .spawn(shutdown_rx)
+        .map_err(|source| StartError {
+            what: "cannot start the flusher thread".into(),
+            source,
+        })?;
+        Ok(Server {
+            listeners,
+            receivers,
+            flusher,
+            shutdown: ShutdownHandle(shutdown_tx),
+        })
+    }
+
+    /// Bound addresses (port 0 resolved), with their listener.
+    pub fn local_addrs(&self) -> impl Iterator<Item = (Protocol, SocketAddr)> + '_ {
+        self.listeners.iter().map(|(p, a, _)| (*p, *a))
+    }
+
+    /// Number of receiver threads.
+    pub fn receiver_count(&self) -> usize {
+        self.receivers.len()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped: receivers drained, final flush delivered by every
+    /// sink. Returns after [`ShutdownHandle::shutdown`].
+    pub fn wait(self) {
+        if self.flusher.join().is_err() {
+            log::error!("flusher thread panicked");
+        }
+        for r in self.receivers {
+            if r.join().is_err() {
+                log::error!("a receiver thread panicked");
+            }
+        }
+    }
+}
+
+/// Instantiates the configured sinks (a console sink if none).
+pub fn build_sinks(config: &Config) -> Vec<(String, Box<dyn Sink>)> {
+    let console = || -> Box<dyn Sink> {
+        Box::new(ConsoleSink::new(BufWriter::with_capacity(
+            1 << 16,
+            io::stdout(),
+        )))
+    };
+    if config.sinks.is_empty() {
+        return vec![("console".to_string(), console())];
+    }
+    config
+        .sinks
+        .iter()
+        .map(|(name, sc)| {
+            let sink = match sc {
+                SinkConfig::Console(_) => console(),
+            };
+            (name.clone(), sink)
+        })
+        .collect()
+}

@@ -1,0 +1,61 @@
+//! JSON writing helpers shared by the JSON-emitting sinks.
+
+use std::fmt::Write;
+
+/// Appends `s` as a JSON string literal.
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends a number the way Etsy statsd prints it: integers without `.0`, other values as
+/// the shortest text that round-trips. Non-finite values (an overflowed sum) become `null`.
+pub fn write_num(out: &mut String, v: f64) {
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str("null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_strings() {
+        let mut s = String::new();
+        write_str(&mut s, "a\"b\\c\nd\u{1}é");
+        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn numbers() {
+        let mut s = String::new();
+        for v in [3.0, 0.1, -2.5, 81.64965809277261, f64::INFINITY] {
+            write_num(&mut s, v);
+            s.push(' ');
+        }
+        assert_eq!(s, "3 0.1 -2.5 81.64965809277261 null ");
+    }
+}
