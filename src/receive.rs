@@ -142,7 +142,7 @@ fn set_receive_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
     socket.set_recv_buffer_size(bytes)?;
     let mut effective = socket.recv_buffer_size()? / 2;
     if effective < bytes {
-        let forced = bytes.min(i32::MAX as usize) as usize;
+        let forced = bytes.min(i32::MAX as usize);
         if setsockopt(socket, sockopt::RcvBufForce, &forced).is_ok() {
             effective = socket.recv_buffer_size()? / 2;
         }

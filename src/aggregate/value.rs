@@ -83,12 +83,12 @@ impl Value {
                 s.values.push(*v);
                 s.count += 1.0 / rate;
             }
-            (Value::Set(set), Sample::Member(m)) => {
-                if !set.contains(&**m) {
-                    set.insert(Box::from(&**m));
-                }
+            // Checked first so that a known member costs no allocation.
+            (Value::Set(set), Sample::Member(m)) if !set.contains(&**m) => {
+                set.insert(Box::from(&**m));
             }
-            // Unreachable for parser output; ignoring keeps a future parser bug harmless.
+            // A known set member; or a type mismatch, which parser output never has
+            // (ignoring keeps a future parser bug harmless).
             _ => {}
         }
     }

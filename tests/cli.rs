@@ -1,0 +1,172 @@
+//! The binary's command line: configuration errors (exit 2, naming file and key),
+//! `--check-config`, `--help`, and start-up failures (exit 1).
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn rstatsd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rstatsd"))
+        .args(args)
+        .output()
+        .expect("run rstatsd")
+}
+
+/// Writes `text` to a per-test config file (removed when dropped).
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(name: &str, text: &str) -> ConfigFile {
+        let path =
+            std::env::temp_dir().join(format!("rstatsd-test-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        ConfigFile(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `--check-config` on `text`; asserts exit code 2 and returns stderr.
+fn config_error(name: &str, text: &str) -> String {
+    let file = ConfigFile::new(name, text);
+    let out = rstatsd(&["--check-config", "--config", file.path()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(file.path()), "file not named: {stderr}");
+    stderr
+}
+
+#[test]
+fn unknown_key() {
+    let e = config_error(
+        "unknown",
+        "[statsd]\nlisten = [\"127.0.0.1:8125\"]\nbogus = 1\n",
+    );
+    assert!(
+        e.contains("key `statsd.bogus`: unknown field `bogus`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_section() {
+    let e = config_error("section", "[graphite]\n");
+    assert!(e.contains("key `graphite`"), "{e}");
+}
+
+#[test]
+fn wrong_type() {
+    let e = config_error("type", "[flush]\ninterval_ms = \"ten\"\n");
+    assert!(e.contains("key `flush.interval_ms`: invalid type"), "{e}");
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn invalid_value() {
+    let e = config_error("value", "[aggregation]\npercentiles = [90, 120]\n");
+    assert!(
+        e.contains("key `aggregation.percentiles[1]`: percentile 120"),
+        "{e}"
+    );
+    let e = config_error("addr", "[statsd]\nlisten = [\"localhost\"]\n");
+    assert!(e.contains("key `statsd.listen[0]`"), "{e}");
+    let e = config_error("batch", "[receive]\nbatch_size = 0\n");
+    assert!(
+        e.contains("key `receive.batch_size`: must be between 1 and 1024"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_toml_syntax() {
+    let e = config_error("syntax", "[flush\n");
+    assert!(e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn unreadable_file() {
+    let out = rstatsd(&["--config", "/nonexistent/rstatsd.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(e.contains("/nonexistent/rstatsd.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn invalid_flag_value() {
+    let out = rstatsd(&["--flush-interval-ms", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = rstatsd(&["--flush-interval-ms", "1", "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        e.contains("key `flush.interval_ms`: must be at least 10"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let file = ConfigFile::new(
+        "valid",
+        "[statsd]\nlisten = [\"127.0.0.1:8125\", \"[::1]:8125\"]\n[tags]\nhost = \"a\"\n[sinks.out]\ntype = \"console\"\n",
+    );
+    let out = rstatsd(&["--check-config", "--config", file.path()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("configuration OK")
+    );
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = rstatsd(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--config",
+        "--check-config",
+        "--statsd-listen",
+        "--pystatsd-listen",
+        "--receivers",
+        "--batch-size",
+        "--max-datagram-bytes",
+        "--rcvbuf-bytes",
+        "--coalesce-us",
+        "--flush-interval-ms",
+        "--snapshot-queue",
+        "--percentiles",
+        "--no-sanitize",
+        "--delete-idle-gauges",
+        "--idle-zero-flushes",
+        "--tag",
+        "--stats-prefix",
+        "--no-stats",
+        "--console",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn port_in_use_fails_start_up_with_exit_1() {
+    // A socket without SO_REUSEPORT blocks the daemon's group from joining the port.
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let out = rstatsd(&["--statsd-listen", &addr, "--no-pystatsd"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        e.contains(&format!("cannot listen on statsd udp {addr}")),
+        "{e}"
+    );
+}

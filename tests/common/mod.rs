@@ -1,0 +1,211 @@
+//! Runs the real `rstatsd` binary as a child process on ephemeral loopback ports.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Longest wait for the daemon to report readiness.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub statsd: Option<SocketAddr>,
+    pub pystatsd: Option<SocketAddr>,
+    stdout: Option<thread::JoinHandle<Vec<String>>>,
+    stderr: Option<thread::JoinHandle<Vec<String>>>,
+}
+
+/// What the daemon printed, after it exited.
+pub struct Output {
+    pub status: ExitStatus,
+    /// Every stdout line, parsed as JSON.
+    pub records: Vec<Value>,
+    pub stderr: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `rstatsd` with `args`, listening on ephemeral loopback ports unless `args`
+    /// chooses addresses, and waits for the `ready` log line.
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rstatsd"));
+        if !args
+            .iter()
+            .any(|a| a.starts_with("--statsd-listen") || *a == "--no-statsd")
+        {
+            cmd.args(["--statsd-listen", "127.0.0.1:0"]);
+        }
+        if !args
+            .iter()
+            .any(|a| a.starts_with("--pystatsd-listen") || *a == "--no-pystatsd")
+        {
+            cmd.args(["--pystatsd-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn rstatsd");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let stdout = thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect()
+        });
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = ready_tx.send(line.clone());
+                lines.push(line);
+            }
+            lines
+        });
+        let mut daemon = Daemon {
+            child: Some(child),
+            statsd: None,
+            pystatsd: None,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        };
+        loop {
+            let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
+                Ok(line) => line,
+                Err(_) => {
+                    let out = daemon.stop();
+                    panic!("rstatsd did not become ready: {:?}", out.stderr);
+                }
+            };
+            if let Some(rest) = line.split("listening: ").nth(1) {
+                let mut parts = rest.split_whitespace();
+                let (proto, _, addr) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
+                let addr: SocketAddr = addr.parse().unwrap();
+                match proto {
+                    "statsd" => daemon.statsd = daemon.statsd.or(Some(addr)),
+                    "pystatsd" => daemon.pystatsd = daemon.pystatsd.or(Some(addr)),
+                    other => panic!("unknown listener {other}"),
+                }
+            }
+            if line.contains(" ready: ") {
+                return daemon;
+            }
+        }
+    }
+
+    pub fn send_statsd(&self, socket: &UdpSocket, payload: &[u8]) {
+        socket
+            .send_to(payload, self.statsd.expect("statsd listener"))
+            .unwrap();
+    }
+
+    pub fn send_pystatsd(&self, socket: &UdpSocket, payload: &[u8]) {
+        socket
+            .send_to(payload, self.pystatsd.expect("pystatsd listener"))
+            .unwrap();
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let pid = self.child.as_ref().unwrap().id();
+        kill(Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    /// SIGTERM, wait for exit, collect output.
+    pub fn stop(mut self) -> Output {
+        self.signal(Signal::SIGTERM);
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Output {
+        let status = self.child.take().unwrap().wait().unwrap();
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        let records = stdout
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect();
+        Output {
+            status,
+            records,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A sender socket on the loopback of the daemon's address family.
+pub fn sender(addr: SocketAddr) -> UdpSocket {
+    let bind = if addr.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    UdpSocket::bind(bind).unwrap()
+}
+
+/// (name, type, sorted tags) of a console record.
+pub type Id = (String, String, Vec<(String, String)>);
+
+pub fn id(name: &str, mtype: &str, tags: &[(&str, &str)]) -> Id {
+    let mut tags: Vec<(String, String)> = tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tags.sort();
+    (name.to_string(), mtype.to_string(), tags)
+}
+
+pub fn record_id(r: &Value) -> Id {
+    let tags = r["tags"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    (
+        r["name"].as_str().unwrap().to_string(),
+        r["type"].as_str().unwrap().to_string(),
+        tags,
+    )
+}
+
+/// Every record's values, keyed by series; panics if a series appears in two snapshots.
+pub fn by_series(records: &[Value]) -> BTreeMap<Id, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let values = r["values"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
+        let id = record_id(r);
+        assert!(
+            out.insert(id.clone(), values).is_none(),
+            "{id:?} reported twice"
+        );
+    }
+    out
+}
+
+pub fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
