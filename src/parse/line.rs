@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 
 use super::sanitize::sanitize;
-use super::{Handler, Reject, Skip, parse_finite, recycle_tags};
+use super::{Handler, Reject, Skip, parse_finite, recycle_tags, split_at_byte, split_bytes};
 use crate::metric::{Metric, MetricType, Sample, SeriesRef, TagRef, normalize_tags};
 
 /// Parses line-protocol datagrams. One per receiver thread: it owns reusable scratch space.
@@ -74,8 +74,10 @@ impl LineParser {
         tags: &mut Vec<TagRef<'a>>,
         handler: &mut impl Handler,
     ) -> Result<(), Reject> {
-        let (key, body) = text.split_once(':').ok_or(Reject::NoValue)?;
-        let (raw_name, graphite_tags) = key.split_once(';').unwrap_or((key, ""));
+        let (key, body) = split_at_byte(text, b':');
+        let body = body.ok_or(Reject::NoValue)?;
+        let (raw_name, graphite_tags) = split_at_byte(key, b';');
+        let graphite_tags = graphite_tags.unwrap_or("");
         let name = if self.sanitize {
             sanitize(raw_name, &mut self.name_scratch)
         } else {
@@ -84,9 +86,9 @@ impl LineParser {
         if name.is_empty() {
             return Err(Reject::EmptyName);
         }
-        for part in graphite_tags.split(';').filter(|p| !p.is_empty()) {
-            match part.split_once('=') {
-                Some((k, _)) if !k.is_empty() => {}
+        for part in split_bytes(graphite_tags, b';').filter(|p| !p.is_empty()) {
+            match split_at_byte(part, b'=') {
+                (k, Some(_)) if !k.is_empty() => {}
                 _ => return Err(Reject::BadTags),
             }
         }
@@ -100,13 +102,17 @@ impl LineParser {
         let mut group = first;
         loop {
             tags.clear();
-            for part in graphite_tags.split(';').filter(|p| !p.is_empty()) {
-                let (k, v) = part.split_once('=').unwrap_or((part, ""));
-                tags.push((k, Cow::Borrowed(v)));
+            if !graphite_tags.is_empty() {
+                for part in split_bytes(graphite_tags, b';').filter(|p| !p.is_empty()) {
+                    let (k, v) = split_at_byte(part, b'=');
+                    tags.push((k, Cow::Borrowed(v.unwrap_or(""))));
+                }
             }
-            for item in group.tags.split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = item.split_once(':').unwrap_or((item, ""));
-                tags.push((k, Cow::Borrowed(v)));
+            if !group.tags.is_empty() {
+                for item in split_bytes(group.tags, b',').filter(|p| !p.is_empty()) {
+                    let (k, v) = split_at_byte(item, b':');
+                    tags.push((k, Cow::Borrowed(v.unwrap_or(""))));
+                }
             }
             if let Some(id) = group.container {
                 tags.push(("container_id", Cow::Borrowed(id)));
@@ -126,7 +132,7 @@ impl LineParser {
                 })
             };
             if group.packed {
-                for raw in group.values.split(':') {
+                for raw in split_bytes(group.values, b':') {
                     emit(parse_value(raw, group.mtype)?);
                 }
             } else {
@@ -158,30 +164,30 @@ struct Group<'a> {
 
 impl<'a> Group<'a> {
     fn parse(body: &'a str) -> Result<Group<'a>, Reject> {
-        let mut sections = body.split('|');
-        let values = sections.next().unwrap_or("");
-        let type_section = sections.next().ok_or(Reject::NoType)?;
-        let (type_str, mut next) = split_continuation(type_section, body);
-        let mtype = match type_str {
-            "c" => MetricType::Counter,
-            "g" => MetricType::Gauge,
-            "ms" => MetricType::Timer,
-            "h" => MetricType::Histogram,
-            "d" => MetricType::Distribution,
-            "s" => MetricType::Set,
+        let (values, rest) = split_at_byte(body, b'|');
+        let (type_section, mut sections) = split_at_byte(rest.ok_or(Reject::NoType)?, b'|');
+        let (type_str, cont) = split_at_byte(type_section, b':');
+        let mut next = cont.map(|_| continuation(type_section, body));
+        let mtype = match type_str.as_bytes() {
+            b"c" => MetricType::Counter,
+            b"g" => MetricType::Gauge,
+            b"ms" => MetricType::Timer,
+            b"h" => MetricType::Histogram,
+            b"d" => MetricType::Distribution,
+            b"s" => MetricType::Set,
             _ => return Err(Reject::UnknownType),
         };
-        let mut raw_values = values.split(':');
-        let first = parse_value(raw_values.next().unwrap_or(""), mtype)?;
-        let mut packed = false;
-        for raw in raw_values {
-            parse_value(raw, mtype)?;
-            packed = true;
+        let (first_raw, more) = split_at_byte(values, b':');
+        let first = parse_value(first_raw, mtype)?;
+        if let Some(more) = more {
+            for raw in split_bytes(more, b':') {
+                parse_value(raw, mtype)?;
+            }
         }
         let mut group = Group {
             values,
             first,
-            packed,
+            packed: more.is_some(),
             mtype,
             rate: 1.0,
             tags: "",
@@ -189,46 +195,54 @@ impl<'a> Group<'a> {
             next: None,
         };
         while next.is_none() {
-            let Some(section) = sections.next() else {
-                break;
-            };
-            if let Some(rate) = section.strip_prefix('@') {
-                let (rate, cont) = split_continuation(rate, body);
-                next = cont;
-                group.rate = match parse_finite(rate) {
-                    Some(r) if r > 0.0 && r <= 1.0 => r,
-                    _ => return Err(Reject::BadSampleRate),
-                };
-            } else if let Some(tags) = section.strip_prefix('#') {
-                if tags.split(',').any(|t| t.starts_with(':')) {
-                    return Err(Reject::BadTags);
+            let Some(rest) = sections else { break };
+            let (section, after) = split_at_byte(rest, b'|');
+            sections = after;
+            match section.as_bytes().first() {
+                Some(b'@') => {
+                    let (rate, cont) = split_at_byte(&section[1..], b':');
+                    if cont.is_some() {
+                        next = Some(continuation(section, body));
+                    }
+                    group.rate = match parse_finite(rate) {
+                        Some(r) if r > 0.0 && r <= 1.0 => r,
+                        _ => return Err(Reject::BadSampleRate),
+                    };
                 }
-                group.tags = tags;
-            } else if let Some(ts) = section.strip_prefix('T') {
-                if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(Reject::BadTimestamp);
+                Some(b'#') => {
+                    let tags = &section[1..];
+                    if split_bytes(tags, b',').any(|t| t.starts_with(':')) {
+                        return Err(Reject::BadTags);
+                    }
+                    group.tags = tags;
                 }
-            } else if let Some(id) = section.strip_prefix("c:") {
-                group.container = Some(id);
+                Some(b'T') => {
+                    let ts = &section[1..];
+                    if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(Reject::BadTimestamp);
+                    }
+                }
+                Some(b'c') if section.as_bytes().get(1) == Some(&b':') => {
+                    group.container = Some(&section[2..]);
+                }
+                // Any other section is a DogStatsD extension we do not use: ignored.
+                _ => {}
             }
-            // Any other section is a DogStatsD extension we do not use: ignored.
         }
         group.next = next;
         Ok(group)
     }
 }
 
-/// Splits `section` at its first `:` into the section and the rest of `body` after that
-/// `:`, which starts the next Etsy multi-metric group.
-fn split_continuation<'a>(section: &'a str, body: &'a str) -> (&'a str, Option<&'a str>) {
-    match section.find(':') {
-        Some(i) => {
-            // `section` is a subslice of `body`; the continuation runs to the end of `body`.
-            let offset = section.as_ptr() as usize - body.as_ptr() as usize + i + 1;
-            (&section[..i], Some(&body[offset..]))
-        }
-        None => (section, None),
-    }
+/// The rest of `body` after the first `:` of `section` (a subslice of `body`): the next
+/// group of an Etsy multi-metric line.
+fn continuation<'a>(section: &'a str, body: &'a str) -> &'a str {
+    let start = section.as_ptr() as usize - body.as_ptr() as usize;
+    let colon = section
+        .bytes()
+        .position(|b| b == b':')
+        .map_or(section.len(), |i| i + 1);
+    &body[start + colon..]
 }
 
 #[inline]
@@ -404,7 +418,7 @@ mod tests {
 
     #[test]
     fn etsy_multi_metric_lines() {
-        let r = parse("a:1|c:2|ms:+3|g|@0.5:7|s");
+        let r = parse("a:1|c:2|ms:+3|g|@0.5:7|s|@1:8|c");
         assert!(r.rejects.is_empty(), "{:?}", r.rejects);
         let got: Vec<_> = r
             .metrics
@@ -418,6 +432,7 @@ mod tests {
                 (MetricType::Timer, Sample::Value(2.0), 1.0),
                 (MetricType::Gauge, Sample::Delta(3.0), 0.5),
                 (MetricType::Set, Sample::Member("7".into()), 1.0),
+                (MetricType::Counter, Sample::Value(8.0), 1.0),
             ]
         );
         // A bad later group rejects the line before anything is emitted.

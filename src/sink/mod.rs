@@ -136,3 +136,61 @@ impl SinkHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A sink that reports each snapshot it starts on and then waits for permission.
+    struct Stalling {
+        started: Sender<u64>,
+        release: Receiver<()>,
+        delivered: Sender<u64>,
+    }
+
+    impl Sink for Stalling {
+        fn send(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
+            self.started.send(snapshot.timestamp_ms).unwrap();
+            self.release.recv().unwrap();
+            self.delivered.send(snapshot.timestamp_ms).unwrap();
+            Ok(())
+        }
+    }
+
+    fn snapshot(ts: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            timestamp_ms: ts,
+            interval: Duration::from_secs(10),
+            percentiles: Vec::new().into(),
+            series: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_stalled_sink_drops_its_oldest_snapshots_and_never_blocks() {
+        let (started_tx, started) = crossbeam_channel::unbounded();
+        let (release_tx, release) = crossbeam_channel::unbounded();
+        let (delivered_tx, delivered) = crossbeam_channel::unbounded();
+        let sink = Stalling {
+            started: started_tx,
+            release,
+            delivered: delivered_tx,
+        };
+        let handle = SinkHandle::spawn("stall", Box::new(sink), 2).unwrap();
+        handle.offer(snapshot(1));
+        // The sink holds snapshot 1 and is stalled; the queue (2) takes 2 and 3, then every
+        // further offer pushes out the oldest queued one, without blocking.
+        assert_eq!(started.recv().unwrap(), 1);
+        for ts in 2..=6 {
+            handle.offer(snapshot(ts));
+        }
+        assert_eq!(handle.counters().drops.load(Ordering::Relaxed), 3);
+        for _ in 0..3 {
+            release_tx.send(()).unwrap();
+        }
+        handle.finish();
+        let got: Vec<u64> = delivered.try_iter().collect();
+        assert_eq!(got, vec![1, 5, 6]);
+    }
+}
