@@ -7,6 +7,8 @@ use clap::Parser;
 
 use crate::config::{Config, ConfigError, SinkConfig};
 use crate::sink::console::ConsoleConfig;
+use crate::sink::kafka::KafkaConfig;
+use crate::sink::kafka::encode::Format;
 
 /// rstatsd: a statsd server for Etsy/DogStatsD lines and pystatsd JSON.
 ///
@@ -109,9 +111,44 @@ pub struct Cli {
     #[arg(long)]
     pub console: bool,
 
+    /// Send aggregates to Kafka at these brokers (comma separated), through the sink named
+    /// `kafka` (created with defaults if the file does not define it).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub kafka_brokers: Vec<String>,
+
+    /// Topic (or template, e.g. `metrics.{type}`) of the `kafka` sink.
+    #[arg(long, value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
+
+    /// Message format of the `kafka` sink: json, json-nested, influx.
+    #[arg(long, value_name = "FORMAT")]
+    pub kafka_format: Option<String>,
+
     /// Log level: error, warn, info, debug, trace (log.level).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+}
+
+fn apply_kafka_flags(kafka: &mut KafkaConfig, cli: &Cli) -> Result<(), String> {
+    if !cli.kafka_brokers.is_empty() {
+        kafka.brokers = cli.kafka_brokers.clone();
+    }
+    if let Some(t) = &cli.kafka_topic {
+        kafka.topic = t.clone();
+    }
+    if let Some(f) = &cli.kafka_format {
+        kafka.format = match f.as_str() {
+            "json" => Format::Json,
+            "json-nested" => Format::JsonNested,
+            "influx" => Format::Influx,
+            other => {
+                return Err(format!(
+                    "--kafka-format {other:?} is not one of json, json-nested, influx"
+                ));
+            }
+        };
+    }
+    Ok(())
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -128,9 +165,36 @@ impl Cli {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        self.apply_kafka(&mut config)?;
         self.apply(&mut config);
         config.validate(self.config.as_deref())?;
         Ok(config)
+    }
+
+    /// The `--kafka-*` flags: they configure the sink named `kafka`.
+    fn apply_kafka(&self, config: &mut Config) -> Result<(), ConfigError> {
+        if self.kafka_brokers.is_empty()
+            && self.kafka_topic.is_none()
+            && self.kafka_format.is_none()
+        {
+            return Ok(());
+        }
+        let flag_error = |key: &str, reason: String| ConfigError {
+            file: None,
+            key: key.to_string(),
+            reason,
+        };
+        let sink = config
+            .sinks
+            .entry("kafka".into())
+            .or_insert_with(|| SinkConfig::Kafka(Box::default()));
+        let SinkConfig::Kafka(kafka) = sink else {
+            return Err(flag_error(
+                "sinks.kafka",
+                "--kafka-* flags need the sink named `kafka` to be of type kafka".into(),
+            ));
+        };
+        apply_kafka_flags(kafka, self).map_err(|reason| flag_error("sinks.kafka.format", reason))
     }
 
     /// Overrides `config` with every flag given.

@@ -41,6 +41,11 @@
 //!
 //! [sinks.out]                     # with no sinks configured, a console sink is used
 //! type = "console"
+//!
+//! [sinks.kafka]                   # see crate::sink::kafka::KafkaConfig for every key
+//! type = "kafka"
+//! brokers = ["127.0.0.1:9092"]
+//! topic = "metrics"
 //! ```
 
 use std::collections::BTreeMap;
@@ -52,6 +57,7 @@ use serde::Deserialize;
 
 use crate::aggregate::timer::Percentile;
 use crate::sink::console::ConsoleConfig;
+use crate::sink::kafka::KafkaConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -124,6 +130,7 @@ pub struct LogConfig {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkConfig {
     Console(ConsoleConfig),
+    Kafka(Box<KafkaConfig>),
 }
 
 impl Default for Config {
@@ -323,6 +330,12 @@ impl Config {
         for key in self.tags.keys() {
             if key.is_empty() {
                 return Err(err("tags", "tag keys must not be empty".into()));
+            }
+        }
+        for (name, sink) in &self.sinks {
+            if let SinkConfig::Kafka(k) = sink {
+                k.validate(&format!("sinks.{name}"))
+                    .map_err(|(key, reason)| err(&key, reason))?;
             }
         }
         if self.log.level.parse::<log::LevelFilter>().is_err() {

@@ -10,7 +10,6 @@
 //!   idle series still owed zero reports, and the previous flush's size and duration.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,7 +21,7 @@ use crate::aggregate::{Gauge, Table, Value};
 use crate::logging::unix_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::receive::{Control, Harvest, Protocol};
-use crate::sink::SinkHandle;
+use crate::sink::{SinkHandle, SinkTotals};
 use crate::snapshot::Snapshot;
 use crate::stats::ReceiverStats;
 
@@ -47,8 +46,7 @@ pub struct FlushSettings {
 #[derive(Debug, Clone, Default)]
 pub struct SinkReport {
     pub name: String,
-    pub drops: u64,
-    pub errors: u64,
+    pub last: SinkTotals,
 }
 
 /// Merges harvests into snapshots and keeps the state that spans intervals.
@@ -85,7 +83,7 @@ impl Aggregator {
         &mut self,
         harvests: Vec<Harvest>,
         sinks: &mut [SinkReport],
-        sink_totals: &[(u64, u64)],
+        sink_totals: &[SinkTotals],
         timestamp_ms: u64,
     ) -> Snapshot {
         let started = Instant::now();
@@ -184,7 +182,7 @@ impl Aggregator {
         prefix: &str,
         stats: &[(Protocol, ReceiverStats)],
         sinks: &mut [SinkReport],
-        sink_totals: &[(u64, u64)],
+        sink_totals: &[SinkTotals],
         table: &mut Table,
     ) {
         let counter = |table: &mut Table, name: &str, tags: &[(&str, &str)], v: u64| {
@@ -238,12 +236,26 @@ impl Aggregator {
             &[],
             self.last_duration.as_secs_f64() * 1000.0,
         );
-        for (report, &(drops, errors)) in sinks.iter_mut().zip(sink_totals) {
+        for (report, now) in sinks.iter_mut().zip(sink_totals) {
             let tags = [("sink", report.name.as_str())];
-            counter(table, "snapshot_drops", &tags, drops - report.drops);
-            counter(table, "sink_errors", &tags, errors - report.errors);
-            report.drops = drops;
-            report.errors = errors;
+            let last = report.last;
+            for (name, now, last) in [
+                ("snapshot_drops", now.drops, last.drops),
+                ("sink_errors", now.errors, last.errors),
+                ("sink_delivered", now.delivered, last.delivered),
+                ("sink_retried", now.retried, last.retried),
+                ("sink_failed", now.failed, last.failed),
+                ("sink_dropped", now.dropped, last.dropped),
+            ] {
+                counter(table, name, &tags, now.saturating_sub(last));
+            }
+            gauge(
+                table,
+                "sink_buffered_bytes",
+                &tags,
+                now.buffered_bytes as f64,
+            );
+            report.last = *now;
         }
     }
 }
@@ -281,14 +293,18 @@ impl Flusher {
     }
 
     /// Runs until `shutdown` fires (or its sender is dropped), then performs the final
-    /// flush and waits for every sink to deliver it.
-    pub fn spawn(self, shutdown: Receiver<()>) -> std::io::Result<JoinHandle<()>> {
+    /// flush and waits for every sink to deliver it. The thread returns each sink's final
+    /// counters.
+    pub fn spawn(
+        self,
+        shutdown: Receiver<()>,
+    ) -> std::io::Result<JoinHandle<Vec<(String, SinkTotals)>>> {
         thread::Builder::new()
             .name("flusher".into())
             .spawn(move || self.run(&shutdown))
     }
 
-    fn run(mut self, shutdown: &Receiver<()>) {
+    fn run(mut self, shutdown: &Receiver<()>) -> Vec<(String, SinkTotals)> {
         let interval_ms = self.aggregator.settings.interval.as_millis() as u64;
         loop {
             let now = unix_millis(SystemTime::now());
@@ -307,9 +323,10 @@ impl Flusher {
                 break;
             }
         }
-        for sink in self.sinks {
-            sink.finish();
-        }
+        self.sinks
+            .into_iter()
+            .map(|sink| (sink.name().to_string(), sink.finish()))
+            .collect()
     }
 
     fn flush(&mut self, last: bool, timestamp_ms: u64) {
@@ -334,17 +351,7 @@ impl Flusher {
                 }
             }
         }
-        let totals: Vec<(u64, u64)> = self
-            .sinks
-            .iter()
-            .map(|s| {
-                let c = s.counters();
-                (
-                    c.drops.load(Ordering::Relaxed),
-                    c.errors.load(Ordering::Relaxed),
-                )
-            })
-            .collect();
+        let totals: Vec<SinkTotals> = self.sinks.iter().map(|s| s.counters().totals()).collect();
         let snapshot =
             Arc::new(
                 self.aggregator
@@ -553,10 +560,18 @@ mod tests {
         h.stats.bad_lines[crate::parse::Reject::BadValue.index()] = 2;
         let mut reports = vec![SinkReport {
             name: "out".into(),
-            drops: 1,
-            errors: 0,
+            last: SinkTotals {
+                drops: 1,
+                ..SinkTotals::default()
+            },
         }];
-        let snap = a.build(vec![h], &mut reports, &[(4, 0)], 0);
+        let now = SinkTotals {
+            drops: 4,
+            delivered: 10,
+            buffered_bytes: 99,
+            ..SinkTotals::default()
+        };
+        let snap = a.build(vec![h], &mut reports, &[now], 0);
         let find = |name: &str, tags: &[(&str, &str)], t| {
             let k = SeriesKey::new(name, t, tags.iter().copied());
             snap.series
@@ -589,6 +604,19 @@ mod tests {
             find("rstatsd.receive_buffer_bytes", &[l], MetricType::Gauge),
             Some(gauge(4096.0))
         );
-        assert_eq!(reports[0].drops, 4);
+        let out = [("sink", "out")];
+        assert_eq!(
+            find("rstatsd.sink_delivered", &out, MetricType::Counter),
+            Some(Value::Counter(10.0))
+        );
+        assert_eq!(
+            find("rstatsd.sink_failed", &out, MetricType::Counter),
+            Some(Value::Counter(0.0))
+        );
+        assert_eq!(
+            find("rstatsd.sink_buffered_bytes", &out, MetricType::Gauge),
+            Some(gauge(99.0))
+        );
+        assert_eq!(reports[0].last, now);
     }
 }

@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 
 use rstatsd::cli::Cli;
 use rstatsd::logging;
-use rstatsd::server::Server;
+use rstatsd::server::{self, Server, ServerError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,6 +24,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        // Creating the sinks lets librdkafka check its properties too.
+        if let Err(mut e) = server::build_sinks(&config) {
+            e.file = cli.config.clone();
+            eprintln!("rstatsd: {e}");
+            return ExitCode::from(2);
+        }
         match &cli.config {
             Some(path) => println!("rstatsd: configuration OK ({})", path.display()),
             None => println!("rstatsd: configuration OK (defaults and flags)"),
@@ -42,7 +48,12 @@ fn main() -> ExitCode {
     };
     let server = match Server::start(&config) {
         Ok(server) => server,
-        Err(e) => {
+        Err(ServerError::Config(mut e)) => {
+            e.file = cli.config.clone();
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+        Err(ServerError::Start(e)) => {
             log::error!("{e}");
             return ExitCode::from(1);
         }
@@ -72,7 +83,16 @@ fn main() -> ExitCode {
             }
         }
     });
-    server.wait();
-    log::info!("stopped");
+    let sinks = server.wait();
+    let undelivered: Vec<String> = sinks
+        .iter()
+        .filter(|(_, t)| t.undelivered > 0)
+        .map(|(name, t)| format!("{} in sink {name}", t.undelivered))
+        .collect();
+    if undelivered.is_empty() {
+        log::info!("stopped");
+    } else {
+        log::error!("stopped; undelivered messages: {}", undelivered.join(", "));
+    }
     ExitCode::SUCCESS
 }

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 
-use crate::config::{Config, ListenerConfig, SinkConfig};
+use crate::config::{Config, ConfigError, ListenerConfig, SinkConfig};
 use crate::flush::{Aggregator, FlushSettings, Flusher};
 use crate::receive::{self, Protocol, ReceiverSettings};
 use crate::sink::console::ConsoleSink;
-use crate::sink::{Sink, SinkHandle};
+use crate::sink::kafka::KafkaSink;
+use crate::sink::{BuiltSink, SinkHandle, SinkTotals};
 
-/// A start-up failure (a socket that cannot be bound, a thread that cannot start).
+/// A start-up failure: a socket that cannot be bound, a thread that cannot start.
 #[derive(Debug)]
 pub struct StartError {
     pub what: String,
@@ -27,6 +28,29 @@ pub struct StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+/// Why [`Server::start`] failed.
+#[derive(Debug)]
+pub enum ServerError {
+    /// A sink rejected its configuration (exit code 2).
+    Config(ConfigError),
+    Start(StartError),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => e.fmt(f),
+            ServerError::Start(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StartError> for ServerError {
+    fn from(e: StartError) -> Self {
+        ServerError::Start(e)
     }
 }
 
@@ -46,23 +70,20 @@ impl ShutdownHandle {
 pub struct Server {
     listeners: Vec<(Protocol, SocketAddr, usize)>,
     receivers: Vec<JoinHandle<()>>,
-    flusher: JoinHandle<()>,
+    flusher: JoinHandle<Vec<(String, SinkTotals)>>,
     shutdown: ShutdownHandle,
 }
 
 impl Server {
     /// Binds every listener and starts all threads. Sinks come from `config.sinks` (a
     /// console sink writing to stdout when none is configured).
-    pub fn start(config: &Config) -> Result<Server, StartError> {
-        let sinks = build_sinks(config);
-        Server::start_with_sinks(config, sinks)
+    pub fn start(config: &Config) -> Result<Server, ServerError> {
+        let sinks = build_sinks(config).map_err(ServerError::Config)?;
+        Ok(Server::start_with_sinks(config, sinks)?)
     }
 
     /// Like [`Server::start`] with the given sinks instead of `config.sinks`.
-    pub fn start_with_sinks(
-        config: &Config,
-        sinks: Vec<(String, Box<dyn Sink>)>,
-    ) -> Result<Server, StartError> {
+    pub fn start_with_sinks(config: &Config, sinks: Vec<BuiltSink>) -> Result<Server, StartError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (harvest_tx, harvest_rx) = unbounded();
         let mut controls = Vec::new();
@@ -113,15 +134,18 @@ impl Server {
         drop(harvest_tx);
 
         let mut handles = Vec::new();
-        for (name, sink) in sinks {
-            handles.push(
-                SinkHandle::spawn(&name, sink, config.flush.snapshot_queue).map_err(|source| {
-                    StartError {
-                        what: format!("cannot start sink {name}"),
-                        source,
-                    }
-                })?,
-            );
+        for BuiltSink {
+            name,
+            sink,
+            counters,
+        } in sinks
+        {
+            let handle = SinkHandle::spawn(&name, sink, counters, config.flush.snapshot_queue)
+                .map_err(|source| StartError {
+                    what: format!("cannot start sink {name}"),
+                    source,
+                })?;
+            handles.push(handle);
         }
         let settings = FlushSettings {
             interval: Duration::from_millis(config.flush.interval_ms),
@@ -176,38 +200,51 @@ impl Server {
     }
 
     /// Waits until the server has stopped: receivers drained, final flush delivered by every
-    /// sink. Returns after [`ShutdownHandle::shutdown`].
-    pub fn wait(self) {
-        if self.flusher.join().is_err() {
+    /// sink (or given up on by its shutdown timeout). Returns after
+    /// [`ShutdownHandle::shutdown`], with each sink's final counters.
+    pub fn wait(self) -> Vec<(String, SinkTotals)> {
+        let totals = self.flusher.join().unwrap_or_else(|_| {
             log::error!("flusher thread panicked");
-        }
+            Vec::new()
+        });
         for r in self.receivers {
             if r.join().is_err() {
                 log::error!("a receiver thread panicked");
             }
         }
+        totals
     }
 }
 
-/// Instantiates the configured sinks (a console sink if none).
-pub fn build_sinks(config: &Config) -> Vec<(String, Box<dyn Sink>)> {
-    let console = || -> Box<dyn Sink> {
-        Box::new(ConsoleSink::new(BufWriter::with_capacity(
-            1 << 16,
-            io::stdout(),
-        )))
+/// Instantiates the configured sinks (a console sink if none). Kafka producers are created
+/// here, so librdkafka's verdict on their properties is a configuration error.
+pub fn build_sinks(config: &Config) -> Result<Vec<BuiltSink>, ConfigError> {
+    let console = |name: &str| {
+        BuiltSink::new(
+            name,
+            Box::new(ConsoleSink::new(BufWriter::with_capacity(
+                1 << 16,
+                io::stdout(),
+            ))),
+        )
     };
     if config.sinks.is_empty() {
-        return vec![("console".to_string(), console())];
+        return Ok(vec![console("console")]);
     }
     config
         .sinks
         .iter()
-        .map(|(name, sc)| {
-            let sink = match sc {
-                SinkConfig::Console(_) => console(),
-            };
-            (name.clone(), sink)
+        .map(|(name, sc)| match sc {
+            SinkConfig::Console(_) => Ok(console(name)),
+            SinkConfig::Kafka(k) => {
+                let counters = Arc::default();
+                let sink = KafkaSink::new(name, k, Arc::clone(&counters))?;
+                Ok(BuiltSink {
+                    name: name.clone(),
+                    sink: Box::new(sink),
+                    counters,
+                })
+            }
         })
         .collect()
 }

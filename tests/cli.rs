@@ -1,36 +1,18 @@
 //! The binary's command line: configuration errors (exit 2, naming file and key),
 //! `--check-config`, `--help`, and start-up failures (exit 1).
 
+mod common;
+
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use common::ConfigFile;
 
 fn rstatsd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rstatsd"))
         .args(args)
         .output()
         .expect("run rstatsd")
-}
-
-/// Writes `text` to a per-test config file (removed when dropped).
-struct ConfigFile(PathBuf);
-
-impl ConfigFile {
-    fn new(name: &str, text: &str) -> ConfigFile {
-        let path =
-            std::env::temp_dir().join(format!("rstatsd-test-{}-{name}.toml", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        ConfigFile(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Runs `--check-config` on `text`; asserts exit code 2 and returns stderr.

@@ -57,6 +57,19 @@ impl Percentile {
     pub fn value(&self) -> f64 {
         self.value
     }
+
+    /// The statistic names this threshold produces.
+    pub fn names(&self) -> [&str; 5] {
+        self.names.each_ref().map(String::as_str)
+    }
+}
+
+/// The Etsy `mean` of sorted samples (0 when there are none).
+pub fn mean(sorted: &[f64]) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    running_sums(sorted, sorted.len()).0 / sorted.len() as f64
 }
 
 /// Calls `emit(name, value)` for every Etsy statistic of a timer, in Etsy's order.

@@ -5,14 +5,14 @@
 //! ```
 //!
 //! `timestamp` is the flush time in Unix seconds; `values` holds the fields of
-//! [`Snapshot::for_each_field`]. This is the default sink (pystatsd's debug mode, Etsy's
+//! [`Snapshot::for_each_field`] (the same object as the Kafka `json-nested` format). This is the default sink (pystatsd's debug mode, Etsy's
 //! console backend), so `rstatsd` with no arguments shows what it aggregates.
 
 use std::io::Write;
 
 use serde::Deserialize;
 
-use super::json::{write_num, write_str};
+use super::json::render_nested;
 use super::{Sink, SinkError};
 use crate::snapshot::Snapshot;
 
@@ -36,43 +36,11 @@ impl<W: Write + Send> ConsoleSink<W> {
     }
 }
 
-/// Renders one series as a console JSON object (no trailing newline).
-pub fn render(out: &mut String, snapshot: &Snapshot, index: usize) {
-    let (key, value) = &snapshot.series[index];
-    out.push_str("{\"name\":");
-    write_str(out, key.name());
-    out.push_str(",\"type\":\"");
-    out.push_str(key.metric_type().as_str());
-    out.push_str("\",\"tags\":{");
-    for (i, (k, v)) in key.tags().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_str(out, k);
-        out.push(':');
-        write_str(out, v);
-    }
-    out.push_str("},\"timestamp\":");
-    out.push_str(&snapshot.timestamp_secs().to_string());
-    out.push_str(",\"values\":{");
-    let mut first = true;
-    snapshot.for_each_field(key.metric_type(), value, |field, v| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        write_str(out, field);
-        out.push(':');
-        write_num(out, v);
-    });
-    out.push_str("}}");
-}
-
 impl<W: Write + Send> Sink for ConsoleSink<W> {
     fn send(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
         for i in 0..snapshot.series.len() {
             self.line.clear();
-            render(&mut self.line, snapshot, i);
+            render_nested(&mut self.line, snapshot, i);
             self.line.push('\n');
             self.out.write_all(self.line.as_bytes())?;
         }

@@ -4,16 +4,21 @@
 //! and is fed through its own bounded queue of snapshots; the flusher never waits on a sink.
 //! When a queue is full the *oldest* queued snapshot is dropped and counted
 //! (`snapshot_drops`), so a stalled sink delays only itself and recovers with the newest data.
+//!
+//! Sinks with background work (delivery reports, retries, reconnects) ask to be polled
+//! between snapshots through [`Sink::poll_interval`].
 
 pub mod console;
 pub mod json;
+pub mod kafka;
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
 use crate::snapshot::Snapshot;
 
@@ -38,17 +43,70 @@ pub trait Sink: Send {
     /// Delivers one snapshot.
     fn send(&mut self, snapshot: &Snapshot) -> Result<(), SinkError>;
 
-    /// Called once after the last snapshot: flush and release resources.
+    /// How often [`Sink::poll`] must run while no snapshot arrives; `None`: never.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Background work between snapshots (delivery reports, retries, reconnects).
+    fn poll(&mut self) {}
+
+    /// Called once after the last snapshot: deliver what is pending (within the sink's own
+    /// time limit) and release resources.
     fn close(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 }
 
-/// Counters a sink thread shares with the flusher (off the hot path, so atomics are fine).
+/// Counters a sink shares with the flusher, which reports them as internal statistics
+/// (off the hot path, so atomics are fine). Sinks update the ones that apply to them.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
+    /// Snapshots the sink failed to deliver (`send` returned an error).
     pub errors: AtomicU64,
+    /// Snapshots dropped because the sink's queue was full.
     pub drops: AtomicU64,
+    /// Messages (or lines) acknowledged by the destination.
+    pub delivered: AtomicU64,
+    /// Messages sent again after a retriable failure.
+    pub retried: AtomicU64,
+    /// Messages that failed permanently.
+    pub failed: AtomicU64,
+    /// Messages dropped from the sink's own buffer when it was full.
+    pub dropped: AtomicU64,
+    /// Bytes waiting in the sink's own buffer (a gauge).
+    pub buffered_bytes: AtomicU64,
+    /// Messages still undelivered when the sink closed.
+    pub undelivered: AtomicU64,
+}
+
+/// A plain copy of [`SinkCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SinkTotals {
+    pub errors: u64,
+    pub drops: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub buffered_bytes: u64,
+    pub undelivered: u64,
+}
+
+impl SinkCounters {
+    pub fn totals(&self) -> SinkTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SinkTotals {
+            errors: get(&self.errors),
+            drops: get(&self.drops),
+            delivered: get(&self.delivered),
+            retried: get(&self.retried),
+            failed: get(&self.failed),
+            dropped: get(&self.dropped),
+            buffered_bytes: get(&self.buffered_bytes),
+            undelivered: get(&self.undelivered),
+        }
+    }
 }
 
 /// The flusher's end of a running sink.
@@ -62,24 +120,37 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
-    /// Starts `sink` on its own thread with a queue of `capacity` snapshots.
+    /// Starts `sink` on its own thread with a queue of `capacity` snapshots. `counters` are
+    /// the ones the sink itself updates (see [`BuiltSink`]).
     pub fn spawn(
         name: &str,
         mut sink: Box<dyn Sink>,
+        counters: Arc<SinkCounters>,
         capacity: usize,
     ) -> std::io::Result<SinkHandle> {
         let (queue, rx) = bounded::<Arc<Snapshot>>(capacity.max(1));
-        let counters = Arc::new(SinkCounters::default());
         let thread_counters = Arc::clone(&counters);
         let thread_name = name.to_string();
         let oldest = rx.clone();
         let thread = thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
-                for snapshot in rx {
-                    if let Err(e) = sink.send(&snapshot) {
-                        thread_counters.errors.fetch_add(1, Ordering::Relaxed);
-                        log::error!("sink {thread_name}: failed to deliver a snapshot: {e}");
+                loop {
+                    let next = match sink.poll_interval() {
+                        Some(interval) => rx.recv_timeout(interval),
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match next {
+                        Ok(snapshot) => {
+                            if let Err(e) = sink.send(&snapshot) {
+                                thread_counters.errors.fetch_add(1, Ordering::Relaxed);
+                                log::error!(
+                                    "sink {thread_name}: failed to deliver a snapshot: {e}"
+                                );
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => sink.poll(),
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 if let Err(e) = sink.close() {
@@ -127,12 +198,32 @@ impl SinkHandle {
         }
     }
 
-    /// Closes the queue and waits until the sink has delivered everything queued.
-    pub fn finish(self) {
+    /// Closes the queue and waits until the sink has delivered everything queued (or given
+    /// up, by its own shutdown timeout). Returns the final counters.
+    pub fn finish(self) -> SinkTotals {
         drop(self.queue);
         drop(self.oldest);
         if self.thread.join().is_err() {
             log::error!("sink {}: thread panicked", self.name);
+        }
+        self.counters.totals()
+    }
+}
+
+/// A configured sink, ready to start: the sink and the counters it updates.
+pub struct BuiltSink {
+    pub name: String,
+    pub sink: Box<dyn Sink>,
+    pub counters: Arc<SinkCounters>,
+}
+
+impl BuiltSink {
+    /// A sink that needs no counters of its own beyond what the runner keeps.
+    pub fn new(name: impl Into<String>, sink: Box<dyn Sink>) -> BuiltSink {
+        BuiltSink {
+            name: name.into(),
+            sink,
+            counters: Arc::default(),
         }
     }
 }
@@ -177,7 +268,7 @@ mod tests {
             release,
             delivered: delivered_tx,
         };
-        let handle = SinkHandle::spawn("stall", Box::new(sink), 2).unwrap();
+        let handle = SinkHandle::spawn("stall", Box::new(sink), Arc::default(), 2).unwrap();
         handle.offer(snapshot(1));
         // The sink holds snapshot 1 and is stalled; the queue (2) takes 2 and 3, then every
         // further offer pushes out the oldest queued one, without blocking.

@@ -1,0 +1,205 @@
+//! Kafka message formats.
+//!
+//! | format | one message holds | shape |
+//! |---|---|---|
+//! | `json` (default) | one series | flat object, pystatsd compatible |
+//! | `json-nested` | one series | `{"name","type","tags":{…},"timestamp","values":{…}}` |
+//! | `influx` | several series, up to `influx_max_message_bytes` | InfluxDB line protocol |
+//!
+//! **`json`** (what pystatsd consumers parse): `name`, `value`, `@timestamp`
+//! (`YYYY-MM-DDTHH:MM:SS.sssZ`, the flush time), `@version` (`"1"`), `metric_type`, the
+//! configured static fields, every tag as a top-level string, then statistics: counters add
+//! `rate`; timers, histograms and distributions add every timer statistic. `value` is the
+//! count for counters and traces, the last value for gauges, the cardinality for sets and the
+//! mean for timer-like series (0 for an idle timer). A tag whose key is a reserved field of
+//! its message (`name`, `value`, `@timestamp`, `@version`, `metric_type`, a static field, or a
+//! statistic of the series) is written as `tag_<key>` so it never overwrites data.
+//!
+//! **`influx`**: `measurement[,tag=v…] field=v[,…] <ns>` with the measurement the series
+//! name, tags sorted, one float field per statistic (the `json-nested` `values`), and the
+//! flush time in nanoseconds. Commas, spaces and `=` are escaped with `\`; tags with an
+//! empty value are omitted (Influx does not allow them).
+
+use std::fmt::Write;
+
+use serde::Deserialize;
+
+use crate::aggregate::Value;
+use crate::aggregate::timer;
+use crate::logging::rfc3339_millis;
+use crate::metric::{MetricType, SeriesKey};
+use crate::sink::json::{render_nested, write_num, write_str, write_str_prefixed};
+use crate::snapshot::Snapshot;
+
+/// `format = "json" | "json-nested" | "influx"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    #[default]
+    Json,
+    JsonNested,
+    Influx,
+}
+
+/// The fixed fields of a `json` message.
+const JSON_FIELDS: [&str; 5] = ["name", "value", "@timestamp", "@version", "metric_type"];
+
+/// Statistic names of timer-like series that are not percentile names.
+const TIMER_FIELDS: [&str; 9] = [
+    "std",
+    "upper",
+    "lower",
+    "count",
+    "count_ps",
+    "sum",
+    "sum_squares",
+    "mean",
+    "median",
+];
+
+/// Encodes snapshots; reuses its buffers and the snapshot's timestamp text.
+pub struct Encoder {
+    format: Format,
+    static_fields: Vec<(String, String)>,
+    timestamp: (u64, String),
+}
+
+impl Encoder {
+    pub fn new(format: Format, static_fields: Vec<(String, String)>) -> Encoder {
+        Encoder {
+            format,
+            static_fields,
+            timestamp: (u64::MAX, String::new()),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Appends series `index` of `snapshot` as one `json` or `json-nested` message.
+    pub fn encode_one(&mut self, out: &mut String, snapshot: &Snapshot, index: usize) {
+        match self.format {
+            Format::JsonNested => render_nested(out, snapshot, index),
+            _ => self.encode_json(out, snapshot, index),
+        }
+    }
+
+    fn encode_json(&mut self, out: &mut String, snapshot: &Snapshot, index: usize) {
+        if self.timestamp.0 != snapshot.timestamp_ms {
+            self.timestamp = (snapshot.timestamp_ms, rfc3339_millis(snapshot.timestamp_ms));
+        }
+        let (key, value) = &snapshot.series[index];
+        let mtype = key.metric_type();
+        out.push_str("{\"name\":");
+        write_str(out, key.name());
+        out.push_str(",\"value\":");
+        write_num(out, primary_value(value));
+        out.push_str(",\"@timestamp\":\"");
+        out.push_str(&self.timestamp.1);
+        out.push_str("\",\"@version\":\"1\",\"metric_type\":\"");
+        out.push_str(mtype.as_str());
+        out.push('"');
+        for (k, v) in &self.static_fields {
+            out.push(',');
+            write_str(out, k);
+            out.push(':');
+            write_str(out, v);
+        }
+        for (k, v) in key.tags() {
+            out.push(',');
+            let prefix = if self.is_reserved(k, mtype, snapshot) {
+                "tag_"
+            } else {
+                ""
+            };
+            write_str_prefixed(out, prefix, k);
+            out.push(':');
+            write_str(out, v);
+        }
+        let samples = mtype.has_samples();
+        snapshot.for_each_field(mtype, value, |field, v| {
+            if samples || (mtype == MetricType::Counter && field == "rate") {
+                out.push(',');
+                write_str(out, field);
+                out.push(':');
+                write_num(out, v);
+            }
+        });
+        out.push('}');
+    }
+
+    fn is_reserved(&self, tag: &str, mtype: MetricType, snapshot: &Snapshot) -> bool {
+        JSON_FIELDS.contains(&tag)
+            || self.static_fields.iter().any(|(k, _)| k == tag)
+            || (mtype == MetricType::Counter && tag == "rate")
+            || (mtype.has_samples()
+                && (TIMER_FIELDS.contains(&tag)
+                    || snapshot
+                        .percentiles
+                        .iter()
+                        .any(|p| p.names().contains(&tag))))
+    }
+
+    /// Appends series `index` as one Influx line (with its trailing newline).
+    pub fn encode_influx(out: &mut String, snapshot: &Snapshot, index: usize) {
+        let (key, value) = &snapshot.series[index];
+        escape_influx(out, key.name(), false);
+        for (k, v) in key.tags() {
+            if v.is_empty() {
+                continue;
+            }
+            out.push(',');
+            escape_influx(out, k, true);
+            out.push('=');
+            escape_influx(out, v, true);
+        }
+        let mut first = true;
+        snapshot.for_each_field(key.metric_type(), value, |field, v| {
+            if !v.is_finite() {
+                return;
+            }
+            out.push(if first { ' ' } else { ',' });
+            first = false;
+            escape_influx(out, field, true);
+            let _ = write!(out, "={v}");
+        });
+        let _ = writeln!(out, " {}", snapshot.timestamp_ms * 1_000_000);
+    }
+}
+
+/// The `value` of a `json` message (see the module docs).
+fn primary_value(value: &Value) -> f64 {
+    match value {
+        Value::Counter(sum) => *sum,
+        Value::Gauge(g) => g.value,
+        Value::Set(members) => members.len() as f64,
+        Value::Samples(s) => timer::mean(&s.values),
+    }
+}
+
+/// Influx escaping: measurements escape `,` and space; tag keys, tag values and field keys
+/// also escape `=`.
+fn escape_influx(out: &mut String, s: &str, equals: bool) {
+    for c in s.chars() {
+        if c == ',' || c == ' ' || (equals && c == '=') || c == '\\' {
+            out.push('\\');
+        }
+        if c == '\n' {
+            out.push_str("\\n");
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// The message key of a series: its identity `name,k=v,k2=v2` (tags sorted).
+pub fn series_key(out: &mut Vec<u8>, key: &SeriesKey) {
+    out.extend_from_slice(key.name().as_bytes());
+    for (k, v) in key.tags() {
+        out.push(b',');
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+    }
+}

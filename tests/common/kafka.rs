@@ -1,0 +1,130 @@
+//! Kafka helpers for tests: read back everything a topic holds, and the Java client's
+//! partitioner to check partition affinity.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// One consumed message.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<String>,
+    pub payload: String,
+}
+
+/// Reads every message in `topics`, up to each partition's high watermark at call time.
+/// Call after the producer has finished: the watermarks then bound exactly what was written.
+pub fn consume_all(bootstrap: &str, topics: &[&str]) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "rstatsd-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(10);
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .expect("metadata");
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .expect("watermarks");
+            if high > low {
+                assignment
+                    .add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .unwrap();
+                remaining.insert((topic.to_string(), p.id()), high);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return out;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !remaining.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out; still to read: {remaining:?}"
+        );
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = msg.expect("consume");
+        let slot = (msg.topic().to_string(), msg.partition());
+        if let Some(&high) = remaining.get(&slot) {
+            if msg.offset() < high {
+                out.push(Consumed {
+                    topic: msg.topic().to_string(),
+                    partition: msg.partition(),
+                    key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
+                    payload: String::from_utf8(msg.payload().unwrap_or_default().to_vec()).unwrap(),
+                });
+            }
+            if msg.offset() + 1 >= high {
+                remaining.remove(&slot);
+            }
+        }
+    }
+    out
+}
+
+/// The partition the Java client (and librdkafka's `murmur2_random`) picks for `key`.
+pub fn java_partition(key: &[u8], partitions: u32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) as i32 % partitions as i32
+}
+
+/// Kafka's `Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[test]
+fn murmur2_matches_the_java_client() {
+    // Reference values from Kafka's own test suite (UtilsTest.testMurmur2).
+    assert_eq!(murmur2(b"21") as i32, -973932308);
+    assert_eq!(murmur2(b"foobar") as i32, -790332482);
+    assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+    assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+    assert_eq!(
+        murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+        -58897971
+    );
+    assert_eq!(murmur2(b"abc") as i32, 479470107);
+}

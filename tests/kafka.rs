@@ -1,0 +1,378 @@
+//! Kafka sink end to end: the real binary produces to librdkafka's mock cluster (real Kafka
+//! protocol over TCP on loopback); the test reads everything back.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use serde_json::Value;
+
+use common::kafka::{Consumed, consume_all, java_partition};
+use common::{ConfigFile, Daemon, sender};
+
+type Cluster = MockCluster<'static, DefaultProducerContext>;
+
+const LONG_INTERVAL: &str = "86400000";
+const SECS: f64 = 86400.0;
+const PARTITIONS: i32 = 4;
+
+fn cluster(brokers: i32, topics: &[&str]) -> Cluster {
+    let cluster = MockCluster::new(brokers).expect("mock cluster");
+    for t in topics {
+        cluster
+            .create_topic(t, PARTITIONS, 1)
+            .expect("create topic");
+    }
+    cluster
+}
+
+fn schema() -> &'static jsonschema::Validator {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let schema: Value =
+            serde_json::from_str(include_str!("../src/sink/kafka/json.schema.json")).unwrap();
+        jsonschema::validator_for(&schema).expect("valid schema")
+    })
+}
+
+/// A field value, numbers compared as f64 whatever their JSON spelling.
+#[derive(Debug, Clone, PartialEq)]
+enum F {
+    S(String),
+    N(f64),
+}
+
+fn flat(payload: &str) -> BTreeMap<String, F> {
+    let v: Value = serde_json::from_str(payload).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let f = match v {
+                Value::String(s) => F::S(s.clone()),
+                Value::Number(n) => F::N(n.as_f64().unwrap()),
+                other => panic!("unexpected {k}: {other}"),
+            };
+            (k.clone(), f)
+        })
+        .collect()
+}
+
+fn fields(pairs: &[(&str, F)]) -> BTreeMap<String, F> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn s(v: &str) -> F {
+    F::S(v.to_string())
+}
+
+fn timer_stats(values: &[f64]) -> Vec<(&'static str, F)> {
+    let n = values.len() as f64;
+    let sum: f64 = values.iter().sum();
+    let sq: f64 = values.iter().map(|x| x * x).sum();
+    let mean = sum / n;
+    let std = (values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
+    let max = values.iter().cloned().fold(f64::MIN, f64::max);
+    let min = values.iter().cloned().fold(f64::MAX, f64::min);
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    // With n ≤ 3, the 90th percentile keeps every sample.
+    vec![
+        ("count_90", F::N(n)),
+        ("mean_90", F::N(mean)),
+        ("upper_90", F::N(max)),
+        ("sum_90", F::N(sum)),
+        ("sum_squares_90", F::N(sq)),
+        ("std", F::N(std)),
+        ("upper", F::N(max)),
+        ("lower", F::N(min)),
+        ("count", F::N(n)),
+        ("count_ps", F::N(n / SECS)),
+        ("sum", F::N(sum)),
+        ("sum_squares", F::N(sq)),
+        ("mean", F::N(mean)),
+        ("median", F::N(median)),
+    ]
+}
+
+fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
+    ConfigFile::new(
+        name,
+        &format!(
+            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
+        ),
+    )
+}
+
+#[test]
+fn json_messages_for_every_metric_type() {
+    let cluster = cluster(3, &["metrics"]);
+    let bootstrap = cluster.bootstrap_servers();
+    let config = kafka_config(
+        "json",
+        &bootstrap,
+        "compression = \"gzip\"\n[sinks.kafka.static_fields]\napikey = \"k1\"\ntenant_id = \"t1\"",
+    );
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        LONG_INTERVAL,
+        "--tag",
+        "host=h1",
+        "--no-stats",
+    ]);
+    let sock = sender(d.statsd.unwrap());
+    d.send_statsd(
+        &sock,
+        b"api.requests:1|c|#env:prod\n\
+          api.requests:3|c|@0.5|#env:prod\n\
+          mem.free:512|g|#value:x\n\
+          api.latency:100|ms|#upper:u\n\
+          api.latency:300:200|ms|#upper:u\n\
+          size:1:2:3|h\n\
+          dist:5|d\n\
+          users:alice|s\n\
+          users:bob|s\n",
+    );
+    d.send_pystatsd(
+        &sock,
+        br#"{"metric_name":"user.apptrace","metric_type":"trace","stage":"Init app"}"#,
+    );
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+
+    let messages = consume_all(&bootstrap, &["metrics"]);
+    assert_eq!(messages.len(), 7, "{messages:#?}");
+    let mut timestamps = BTreeSet::new();
+    let mut got = BTreeMap::new();
+    for m in &messages {
+        let doc: Value = serde_json::from_str(&m.payload).unwrap();
+        let errors: Vec<String> = schema().iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", m.payload);
+        let mut f = flat(&m.payload);
+        let F::S(ts) = f.remove("@timestamp").unwrap() else {
+            panic!()
+        };
+        timestamps.insert(ts);
+        // The key is the series identity, and it decides the partition as Java would.
+        let key = m.key.clone().expect("keyed");
+        assert_eq!(
+            m.partition,
+            java_partition(key.as_bytes(), PARTITIONS as u32),
+            "{key}"
+        );
+        let F::S(name) = f["name"].clone() else {
+            panic!()
+        };
+        got.insert(name, (key, f));
+    }
+    assert_eq!(timestamps.len(), 1, "one flush: {timestamps:?}");
+
+    let common = |name: &str, mtype: &str, value: f64| {
+        vec![
+            ("name", s(name)),
+            ("value", F::N(value)),
+            ("@version", s("1")),
+            ("metric_type", s(mtype)),
+            ("apikey", s("k1")),
+            ("tenant_id", s("t1")),
+            ("host", s("h1")),
+        ]
+    };
+    let with = |mut base: Vec<(&'static str, F)>, more: Vec<(&'static str, F)>| {
+        base.extend(more);
+        fields(&base)
+    };
+    let expected: BTreeMap<&str, (&str, BTreeMap<String, F>)> = [
+        (
+            "api.requests",
+            (
+                "api.requests,env=prod,host=h1",
+                with(
+                    common("api.requests", "counter", 7.0),
+                    vec![("env", s("prod")), ("rate", F::N(7.0 / SECS))],
+                ),
+            ),
+        ),
+        (
+            "mem.free",
+            (
+                "mem.free,host=h1,value=x",
+                with(
+                    common("mem.free", "gauge", 512.0),
+                    vec![("tag_value", s("x"))],
+                ),
+            ),
+        ),
+        (
+            "api.latency",
+            (
+                "api.latency,host=h1,upper=u",
+                with(
+                    common("api.latency", "timer", 200.0),
+                    [
+                        vec![("tag_upper", s("u"))],
+                        timer_stats(&[100.0, 200.0, 300.0]),
+                    ]
+                    .concat(),
+                ),
+            ),
+        ),
+        (
+            "size",
+            (
+                "size,host=h1",
+                with(
+                    common("size", "histogram", 2.0),
+                    timer_stats(&[1.0, 2.0, 3.0]),
+                ),
+            ),
+        ),
+        (
+            "dist",
+            (
+                "dist,host=h1",
+                with(common("dist", "distribution", 5.0), timer_stats(&[5.0])),
+            ),
+        ),
+        (
+            "users",
+            ("users,host=h1", with(common("users", "set", 2.0), vec![])),
+        ),
+        (
+            "user.apptrace",
+            (
+                "user.apptrace,host=h1,stage=Init app",
+                with(
+                    common("user.apptrace", "trace", 1.0),
+                    vec![("stage", s("Init app"))],
+                ),
+            ),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got.len(), expected.len());
+    for (name, (key, fields)) in &expected {
+        let (got_key, got_fields) = &got[*name];
+        assert_eq!(got_key, key, "{name}");
+        assert_eq!(got_fields, fields, "{name}");
+    }
+}
+
+#[test]
+fn influx_and_nested_formats_with_compression() {
+    let cluster = cluster(1, &["influx", "nested"]);
+    let bootstrap = cluster.bootstrap_servers();
+    let config = ConfigFile::new(
+        "formats",
+        &format!(
+            "[sinks.influx]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"influx\"\n\
+             format = \"influx\"\ncompression = \"zstd\"\n\
+             [sinks.nested]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"nested\"\n\
+             format = \"json-nested\"\ncompression = \"snappy\"\n"
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        LONG_INTERVAL,
+        "--no-stats",
+        "--no-pystatsd",
+    ]);
+    d.send_statsd(
+        &sender(d.statsd.unwrap()),
+        b"cpu load:2|g|#host:web 1,dc:a=b,empty:\nreq:4|c\n",
+    );
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+
+    let influx = consume_all(&bootstrap, &["influx"]);
+    assert_eq!(influx.len(), 1, "both series packed in one message");
+    assert_eq!(influx[0].key, None);
+    let mut lines: Vec<&str> = influx[0].payload.lines().collect();
+    lines.sort();
+    let ts = lines[0].rsplit(' ').next().unwrap();
+    assert!(ts.ends_with("000000") && ts.len() == 19, "{ts}");
+    assert_eq!(
+        lines,
+        vec![
+            format!("cpu_load,dc=a\\=b,host=web\\ 1 value=2 {ts}"),
+            format!("req count=4,rate={} {ts}", 4.0 / SECS),
+        ]
+    );
+
+    let nested = consume_all(&bootstrap, &["nested"]);
+    let mut docs: Vec<Value> = nested
+        .iter()
+        .map(|m| serde_json::from_str(&m.payload).unwrap())
+        .collect();
+    docs.sort_by_key(|d| d["name"].as_str().unwrap().to_string());
+    let secs: u64 = ts.parse::<u64>().unwrap() / 1_000_000_000;
+    assert_eq!(
+        docs,
+        vec![
+            serde_json::json!({"name":"cpu_load","type":"gauge","tags":{"dc":"a=b","empty":"","host":"web 1"},"timestamp":secs,"values":{"value":2}}),
+            serde_json::json!({"name":"req","type":"counter","tags":{},"timestamp":secs,"values":{"count":4,"rate":4.0 / SECS}}),
+        ]
+    );
+}
+
+#[test]
+fn topic_templates_route_by_tag_and_type() {
+    let topics = ["m.prod", "m.other", "t.counter", "t.gauge"];
+    let cluster = cluster(1, &topics);
+    let bootstrap = cluster.bootstrap_servers();
+    let config = ConfigFile::new(
+        "topics",
+        &format!(
+            "[sinks.by_env]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\n\
+             topic = \"m.{{tag:env}}\"\ndefault_topic = \"m.other\"\nkey = \"name\"\n\
+             [sinks.by_type]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\n\
+             topic = \"t.{{type}}\"\nkey = \"none\"\n"
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        LONG_INTERVAL,
+        "--no-stats",
+        "--no-pystatsd",
+    ]);
+    d.send_statsd(
+        &sender(d.statsd.unwrap()),
+        b"a:1|c|#env:prod\nb:1|g|#env:prod\nc:1|c\n",
+    );
+    assert!(d.stop().status.success());
+    let names = |topic: &str| -> Vec<(String, Option<String>)> {
+        let mut v: Vec<_> = consume_all(&bootstrap, &[topic])
+            .into_iter()
+            .map(|m: Consumed| {
+                let doc: Value = serde_json::from_str(&m.payload).unwrap();
+                (doc["name"].as_str().unwrap().to_string(), m.key)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let named = |n: &str| (n.to_string(), Some(n.to_string()));
+    let unkeyed = |n: &str| (n.to_string(), None);
+    assert_eq!(names("m.prod"), vec![named("a"), named("b")]);
+    assert_eq!(names("m.other"), vec![named("c")]);
+    assert_eq!(names("t.counter"), vec![unkeyed("a"), unkeyed("c")]);
+    assert_eq!(names("t.gauge"), vec![unkeyed("b")]);
+}
