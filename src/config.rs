@@ -126,11 +126,46 @@ pub struct LogConfig {
 }
 
 /// `[sinks.NAME]`, selected by `type`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     Console(ConsoleConfig),
     Kafka(Box<KafkaConfig>),
+}
+
+/// Separates the inner key path from the reason in a sink's deserialization error, so
+/// [`Config::parse`] can report `sinks.NAME.key` (serde's internally tagged enums would
+/// lose the inner path).
+const INNER_KEY: char = '\u{1f}';
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(kind)) => kind,
+            Some(_) => return Err(D::Error::custom(format!("type{INNER_KEY}must be a string"))),
+            None => {
+                return Err(D::Error::custom(
+                    "missing `type` (\"console\" or \"kafka\")",
+                ));
+            }
+        };
+        let rest = toml::Value::Table(table);
+        let inner_error = |e: serde_path_to_error::Error<toml::de::Error>| {
+            D::Error::custom(format!("{}{INNER_KEY}{}", e.path(), e.inner().message()))
+        };
+        match kind.as_str() {
+            "console" => serde_path_to_error::deserialize(rest)
+                .map(SinkConfig::Console)
+                .map_err(inner_error),
+            "kafka" => serde_path_to_error::deserialize(rest)
+                .map(|k| SinkConfig::Kafka(Box::new(k)))
+                .map_err(inner_error),
+            other => Err(D::Error::custom(format!(
+                "type{INNER_KEY}unknown sink type {other:?} (use \"console\" or \"kafka\")"
+            ))),
+        }
+    }
 }
 
 impl Default for Config {
@@ -366,6 +401,14 @@ impl Config {
 }
 
 fn toml_error(text: &str, e: &toml::de::Error, key: String) -> ConfigError {
+    let mut key = key;
+    let mut message = e.message().trim_end();
+    if let Some((inner, reason)) = message.split_once(INNER_KEY) {
+        if inner != "." {
+            key = format!("{key}.{inner}");
+        }
+        message = reason;
+    }
     let location = e
         .span()
         .map(|span| {
@@ -376,7 +419,7 @@ fn toml_error(text: &str, e: &toml::de::Error, key: String) -> ConfigError {
     ConfigError {
         file: None,
         key,
-        reason: format!("{}{location}", e.message().trim_end()),
+        reason: format!("{message}{location}"),
     }
 }
 
@@ -427,6 +470,15 @@ mod tests {
         assert!(e.reason.contains("line 2"), "{e}");
         let e = Config::parse("[sinks.x]\ntype = \"nope\"\n").unwrap_err();
         assert_eq!(e.key, "sinks.x.type");
+        assert!(e.reason.starts_with("unknown sink type \"nope\""), "{e}");
+        let e = Config::parse("[sinks.x]\ntype = \"kafka\"\nformat = \"xml\"\n").unwrap_err();
+        assert_eq!(e.key, "sinks.x.format");
+        let e = Config::parse("[sinks.x]\ntype = \"kafka\"\n[sinks.x.properties]\na = 1\n")
+            .unwrap_err();
+        assert_eq!(e.key, "sinks.x.properties.a");
+        let e = Config::parse("[sinks.x]\nbrokers = []\n").unwrap_err();
+        assert_eq!(e.key, "sinks.x");
+        assert!(e.reason.starts_with("missing `type`"), "{e}");
         let e = Config::parse("[sinks.x]\ntype = \"console\"\nbogus = 1\n").unwrap_err();
         assert!(e.reason.contains("bogus"), "{e}");
         let e = Config::parse("[statsd]\nlisten = [\"nowhere\"]\n").unwrap_err();

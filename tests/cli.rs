@@ -152,3 +152,50 @@ fn port_in_use_fails_start_up_with_exit_1() {
         "{e}"
     );
 }
+
+#[test]
+fn invalid_kafka_property_fails_start_up_with_exit_2() {
+    let file = ConfigFile::new(
+        "kafka-prop",
+        "[sinks.k]\ntype = \"kafka\"\n[sinks.k.properties]\n\"no.such.property\" = \"1\"\n",
+    );
+    for extra in [&["--check-config"][..], &[][..]] {
+        let mut args = vec![
+            "--config",
+            file.path(),
+            "--statsd-listen",
+            "127.0.0.1:0",
+            "--no-pystatsd",
+        ];
+        args.extend_from_slice(extra);
+        let out = rstatsd(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let e = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            e.contains(&format!(
+                "config file {}: key `sinks.k.properties.\"no.such.property\"`: librdkafka: No such configuration property",
+                file.path()
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn invalid_kafka_settings_name_the_key() {
+    let e = config_error(
+        "kafka-topic",
+        "[sinks.k]\ntype = \"kafka\"\ntopic = \"m.{tag:env}\"\n",
+    );
+    assert!(e.contains("key `sinks.k.default_topic`: required"), "{e}");
+    let e = config_error(
+        "kafka-comp",
+        "[sinks.k]\ntype = \"kafka\"\ncompression = \"brotli\"\n",
+    );
+    assert!(e.contains("key `sinks.k.compression`"), "{e}");
+    let e = config_error(
+        "kafka-fmt",
+        "[sinks.k]\ntype = \"kafka\"\nformat = \"xml\"\n",
+    );
+    assert!(e.contains("key `sinks.k.format`"), "{e}");
+}

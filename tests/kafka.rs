@@ -376,3 +376,187 @@ fn topic_templates_route_by_tag_and_type() {
     assert_eq!(names("t.counter"), vec![unkeyed("a"), unkeyed("c")]);
     assert_eq!(names("t.gauge"), vec![unkeyed("b")]);
 }
+
+/// Reads `name`'s counter values from `json` messages, keyed by flush timestamp; panics if a
+/// (series, flush) pair appears twice.
+fn per_flush(messages: &[Consumed], name: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for m in messages {
+        let doc: Value = serde_json::from_str(&m.payload).unwrap();
+        if doc["name"] == name {
+            let ts = doc["@timestamp"].as_str().unwrap().to_string();
+            let v = doc["value"].as_f64().unwrap();
+            assert!(out.insert(ts.clone(), v).is_none(), "{name} twice at {ts}");
+        }
+    }
+    out
+}
+
+#[test]
+fn broker_outage_loses_and_duplicates_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let cluster = cluster(3, &["metrics"]);
+    let bootstrap = cluster.bootstrap_servers();
+    // Short message timeout: messages time out during the outage and take the sink's
+    // retry path, not only librdkafka's queue.
+    let config = kafka_config("outage", &bootstrap, "message_timeout_ms = 3000");
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        "500",
+        "--no-pystatsd",
+    ]);
+    let addr = d.statsd.unwrap();
+    let stop = AtomicBool::new(false);
+    let sent = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let sock = sender(addr);
+            while !stop.load(Ordering::Relaxed) {
+                sock.send_to(b"outage.hits:1|c", addr).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // Timeline, not synchronization: traffic before, during and after a 10 s outage.
+        std::thread::sleep(Duration::from_millis(1500));
+        for broker in 1..=3 {
+            cluster.broker_down(broker).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(10));
+        for broker in 1..=3 {
+            cluster.broker_up(broker).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+    assert!(
+        out.stderr.last().unwrap().ends_with("stopped"),
+        "{:?}",
+        out.stderr
+    );
+
+    let messages = consume_all(&bootstrap, &["metrics"]);
+    let hits = per_flush(&messages, "outage.hits");
+    assert!(
+        hits.len() >= 20,
+        "expected a flush every 500 ms, got {}",
+        hits.len()
+    );
+    assert_eq!(
+        hits.values().sum::<f64>(),
+        sent.load(Ordering::Relaxed) as f64,
+        "every increment delivered exactly once"
+    );
+    let retried: f64 = per_flush(&messages, "rstatsd.sink_retried").values().sum();
+    assert!(retried > 0.0, "the outage should have exercised retries");
+    let dropped: f64 = per_flush(&messages, "rstatsd.sink_dropped").values().sum();
+    assert_eq!(dropped, 0.0);
+}
+
+#[test]
+fn retriable_errors_are_retried_and_permanent_ones_counted() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let cluster = cluster(1, &["metrics"]);
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3],
+    );
+    let config = kafka_config("retriable", &bootstrap, "");
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        LONG_INTERVAL,
+        "--no-stats",
+        "--no-pystatsd",
+    ]);
+    d.send_statsd(&sender(d.statsd.unwrap()), b"r1:1|c\nr2:2|c\nr3:3|g\n");
+    assert!(d.stop().status.success());
+    let messages = consume_all(&bootstrap, &["metrics"]);
+    let mut names: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.payload).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["r1", "r2", "r3"]);
+
+    // A permanent error: the messages of the failing request are counted as failed, and
+    // the count reaches Kafka with the next flush.
+    let cluster = self::cluster(1, &["metrics"]);
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let config = kafka_config("permanent", &bootstrap, "");
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        "300",
+        "--no-pystatsd",
+    ]);
+    let sock = sender(d.statsd.unwrap());
+    // Each flush produces; keep going until the failure has been reported by a later flush.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        d.send_statsd(&sock, b"p:1|c");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let messages = consume_all(&bootstrap, &["metrics"]);
+        let failed: f64 = per_flush(&messages, "rstatsd.sink_failed").values().sum();
+        if failed > 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failure reported");
+    }
+    let out = d.stop();
+    assert!(
+        out.stderr
+            .iter()
+            .any(|l| l.contains("failed permanently") && l.contains("Authorization")),
+        "{:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn shutdown_with_brokers_down_reports_undelivered() {
+    let cluster = cluster(1, &["metrics"]);
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.broker_down(1).unwrap();
+    let config = kafka_config("down", &bootstrap, "shutdown_timeout_ms = 1500");
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        LONG_INTERVAL,
+        "--no-stats",
+        "--no-pystatsd",
+    ]);
+    d.send_statsd(&sender(d.statsd.unwrap()), b"a:1|c\nb:1|c\nc:1|g\n");
+    let started = std::time::Instant::now();
+    let out = d.stop();
+    assert!(out.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        out.stderr
+            .last()
+            .unwrap()
+            .ends_with("stopped; undelivered messages: 3 in sink kafka"),
+        "{:?}",
+        out.stderr
+    );
+}
