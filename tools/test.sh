@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test. CI runs exactly this (.ci/run).
 #
-# Installs what it needs, idempotently: a C compiler for the crates that build C code.
+# Installs what it needs, idempotently: a C toolchain and the libraries the bundled
+# librdkafka links (OpenSSL, zlib), and the tansu broker the Kafka round-trip test runs.
 # Rust itself (rustup, with rustfmt and clippy) is the one prerequisite (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+for pkg in pkg-config libssl-dev zlib1g-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if ((${#need_apt[@]})); then
     echo "==> installing ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -19,6 +23,11 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+
+if ! tansu --version 2>/dev/null | grep -qx 'tansu 0.6.0'; then
+    echo "==> installing tansu 0.6.0 (a Kafka-compatible broker for the tests; ~10 min once)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

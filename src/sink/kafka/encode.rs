@@ -20,8 +20,6 @@
 //! flush time in nanoseconds. Commas, spaces and `=` are escaped with `\`; tags with an
 //! empty value are omitted (Influx does not allow them).
 
-use std::fmt::Write;
-
 use serde::Deserialize;
 
 use crate::aggregate::Value;
@@ -162,9 +160,12 @@ impl Encoder {
             out.push(if first { ' ' } else { ',' });
             first = false;
             escape_influx(out, field, true);
-            let _ = write!(out, "={v}");
+            out.push('=');
+            write_num(out, v);
         });
-        let _ = writeln!(out, " {}", snapshot.timestamp_ms * 1_000_000);
+        out.push(' ');
+        out.push_str(itoa::Buffer::new().format(snapshot.timestamp_ms * 1_000_000));
+        out.push('\n');
     }
 }
 
@@ -181,6 +182,13 @@ fn primary_value(value: &Value) -> f64 {
 /// Influx escaping: measurements escape `,` and space; tag keys, tag values and field keys
 /// also escape `=`.
 fn escape_influx(out: &mut String, s: &str, equals: bool) {
+    if !s
+        .bytes()
+        .any(|b| b == b',' || b == b' ' || b == b'\\' || b == b'\n' || (equals && b == b'='))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         if c == ',' || c == ' ' || (equals && c == '=') || c == '\\' {
             out.push('\\');

@@ -1,0 +1,126 @@
+//! Kafka sink costs: encoding per series for each format, and the time until a
+//! 1,000,000-series snapshot is acknowledged by librdkafka's mock cluster.
+//!
+//! `cargo bench --bench kafka`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hashbrown::HashSet;
+
+use rstatsd::aggregate::timer::Percentile;
+use rstatsd::aggregate::{Gauge, Samples, Value};
+use rstatsd::metric::{MetricType, SeriesKey};
+use rstatsd::sink::Sink;
+use rstatsd::sink::kafka::encode::{Encoder, Format};
+use rstatsd::sink::kafka::{KafkaConfig, KafkaSink};
+use rstatsd::snapshot::Snapshot;
+
+/// A snapshot of `n` series, realistic mix: 60 % counters, 20 % gauges, 15 % timers with
+/// 10 samples, 5 % sets; three tags each.
+fn snapshot(n: usize) -> Snapshot {
+    let series = (0..n)
+        .map(|i| {
+            let (mtype, value) = match i % 20 {
+                0..=11 => (MetricType::Counter, Value::Counter(i as f64)),
+                12..=15 => (
+                    MetricType::Gauge,
+                    Value::Gauge(Gauge {
+                        value: 42.5,
+                        absolute: true,
+                        stamp: 0,
+                    }),
+                ),
+                16..=18 => (
+                    MetricType::Timer,
+                    Value::Samples(Samples {
+                        values: (1..=10).map(f64::from).collect(),
+                        count: 10.0,
+                    }),
+                ),
+                _ => (
+                    MetricType::Set,
+                    Value::Set(HashSet::from_iter([Box::from("a"), Box::from("b")])),
+                ),
+            };
+            let key = SeriesKey::new(
+                format!("app.service.metric{}", i % 1000),
+                mtype,
+                [
+                    ("env", "production".to_string()),
+                    ("host", format!("web{}", i / 1000)),
+                    ("region", "eu-west-1".to_string()),
+                ],
+            );
+            (key, value)
+        })
+        .collect();
+    Snapshot {
+        timestamp_ms: 1_795_323_600_000,
+        interval: Duration::from_secs(10),
+        percentiles: vec![Percentile::new(90.0).unwrap()].into(),
+        series,
+    }
+}
+
+fn encoding(c: &mut Criterion) {
+    let snap = snapshot(10_000);
+    let mut group = c.benchmark_group("encode_per_series");
+    group.throughput(Throughput::Elements(snap.series.len() as u64));
+    for (name, format) in [("json", Format::Json), ("json_nested", Format::JsonNested)] {
+        let statics = vec![("apikey".to_string(), "k".to_string())];
+        let mut encoder = Encoder::new(format, statics);
+        let mut out = String::with_capacity(1 << 20);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for i in 0..snap.series.len() {
+                    out.clear();
+                    encoder.encode_one(&mut out, &snap, i);
+                }
+            })
+        });
+    }
+    let mut out = String::with_capacity(1 << 20);
+    group.bench_function("influx", |b| {
+        b.iter(|| {
+            for i in 0..snap.series.len() {
+                out.clear();
+                Encoder::encode_influx(&mut out, &snap, i);
+            }
+        })
+    });
+    group.finish();
+}
+
+fn delivery(c: &mut Criterion) {
+    let cluster = rdkafka::mocking::MockCluster::new(3).unwrap();
+    cluster.create_topic("metrics", 12, 1).unwrap();
+    let snap = snapshot(1_000_000);
+    let config = KafkaConfig {
+        brokers: vec![cluster.bootstrap_servers()],
+        ..KafkaConfig::default()
+    };
+    let mut group = c.benchmark_group("kafka_mock_cluster");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(40));
+    group.throughput(Throughput::Elements(snap.series.len() as u64));
+    group.bench_function("deliver_1m_series_snapshot", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut sink = KafkaSink::new("bench", &config, Arc::default()).unwrap();
+                let start = Instant::now();
+                sink.send(&snap).unwrap();
+                // close() returns once every message is acknowledged.
+                sink.close().unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encoding, delivery);
+criterion_main!(benches);

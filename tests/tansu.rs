@@ -1,0 +1,200 @@
+//! Round trip through a real, separate Kafka-compatible broker: tansu
+//! (`cargo install tansu --version 0.6.0 --locked --features dynostore`, which the README's
+//! test command does). A missing tansu fails this test; it is never skipped.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::kafka::{consume_all, parse_json_message};
+use common::{ConfigFile, Daemon, sender};
+
+fn tansu_binary() -> PathBuf {
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let installed = home.join("bin/tansu");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A tansu broker on an ephemeral loopback port, killed (SIGKILL: its SIGTERM holds the
+/// port for seconds) when dropped.
+struct Tansu {
+    child: Child,
+    url: String,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        // Reserve a free port, release it, and have tansu take it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tansu is not installed: run tools/test.sh, which installs it");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut tansu = Tansu { child, url };
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains("ready in") => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tansu.child.kill();
+                    panic!("tansu did not become ready: {e}");
+                }
+            }
+        }
+        tansu
+    }
+
+    fn bootstrap(&self) -> String {
+        self.url.trim_start_matches("tcp://").to_string()
+    }
+
+    fn create_topic(&self, name: &str) {
+        let status = Command::new(tansu_binary())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &self.url,
+                "--partitions",
+                "3",
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create {name}");
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn every_format_round_trips_through_tansu_with_zstd() {
+    let tansu = Tansu::start();
+    for topic in ["rt-json", "rt-nested", "rt-influx"] {
+        tansu.create_topic(topic);
+    }
+    let bootstrap = tansu.bootstrap();
+    let sink = |name: &str, topic: &str, format: &str| {
+        format!(
+            "[sinks.{name}]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"{topic}\"\n\
+             format = \"{format}\"\ncompression = \"zstd\"\nlinger_ms = 5\n"
+        )
+    };
+    let config = ConfigFile::new(
+        "tansu",
+        &[
+            sink("json", "rt-json", "json"),
+            sink("nested", "rt-nested", "json-nested"),
+            sink("influx", "rt-influx", "influx"),
+        ]
+        .concat(),
+    );
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        "86400000",
+        "--no-stats",
+    ]);
+    let sock = sender(d.statsd.unwrap());
+    d.send_statsd(&sock, b"rt.count:5|c|#env:prod\nrt.gauge:1.5|g\n");
+    d.send_pystatsd(
+        &sock,
+        br#"{"metric_name":"rt.trace","metric_type":"trace","stage":"x"}"#,
+    );
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+    assert!(
+        out.stderr.last().unwrap().ends_with("stopped"),
+        "{:?}",
+        out.stderr
+    );
+
+    let mut json: Vec<Value> = consume_all(&bootstrap, &["rt-json"])
+        .iter()
+        .map(|m| parse_json_message(&m.payload))
+        .collect();
+    json.sort_by_key(|d| d["name"].as_str().unwrap().to_string());
+    let names: Vec<&str> = json.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["rt.count", "rt.gauge", "rt.trace"]);
+    assert_eq!(json[0]["value"], 5);
+    assert_eq!(json[0]["env"], "prod");
+    assert_eq!(json[0]["metric_type"], "counter");
+    assert_eq!(json[1]["value"], 1.5);
+    assert_eq!(json[2]["stage"], "x");
+
+    let nested = consume_all(&bootstrap, &["rt-nested"]);
+    assert_eq!(nested.len(), 3);
+    let count = nested
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(&m.payload).unwrap())
+        .find(|d| d["name"] == "rt.count")
+        .unwrap();
+    assert_eq!(count["values"]["count"], 5);
+    assert_eq!(count["tags"]["env"], "prod");
+
+    let influx = consume_all(&bootstrap, &["rt-influx"]);
+    let mut lines: Vec<String> = influx
+        .iter()
+        .flat_map(|m| {
+            m.payload
+                .lines()
+                .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            format!("rt.count,env=prod count=5,rate={}", 5.0 / 86400.0),
+            "rt.gauge value=1.5".to_string(),
+            "rt.trace,stage=x count=1".to_string(),
+        ]
+    );
+}
