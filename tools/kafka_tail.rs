@@ -1,7 +1,11 @@
-//! Prints every message of a Kafka topic, then exits (like `kcat -C -e`).
+//! Prints the messages of a Kafka topic from the beginning, and exits once no message has
+//! arrived for two seconds.
 //!
 //! `cargo run --example kafka_tail -- [BROKERS] [TOPIC]` (defaults: 127.0.0.1:9092 metrics).
 //! Each line: `partition offset key<TAB>payload`.
+//!
+//! It stops on silence rather than at the partitions' high watermarks because some brokers
+//! (tansu 0.6.0) report watermarks per produce batch, not per record.
 
 use std::time::Duration;
 
@@ -9,6 +13,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+
+const IDLE: Duration = Duration::from_secs(2);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -19,25 +25,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("group.id", "rstatsd-kafka-tail")
         .set("enable.auto.commit", "false")
         .create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = Vec::new();
     for p in metadata.topics()[0].partitions() {
-        let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
-        if high > low {
-            assignment.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
-            remaining.push((p.id(), high));
-        }
-    }
-    if remaining.is_empty() {
-        return Ok(());
+        assignment.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    while !remaining.is_empty() {
-        let Some(msg) = consumer.poll(timeout) else {
-            return Err(format!("no message within {timeout:?}").into());
-        };
+    while let Some(msg) = consumer.poll(IDLE) {
         let msg = msg?;
         println!(
             "{} {} {}\t{}",
@@ -46,7 +40,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::from_utf8_lossy(msg.key().unwrap_or_default()),
             String::from_utf8_lossy(msg.payload().unwrap_or_default())
         );
-        remaining.retain(|&(p, high)| !(p == msg.partition() && msg.offset() + 1 >= high));
     }
     Ok(())
 }

@@ -94,6 +94,56 @@ pub fn consume_all(bootstrap: &str, topics: &[&str]) -> Vec<Consumed> {
     out
 }
 
+/// Reads `topics` from the beginning until `expected` messages arrived, then for a further
+/// `grace` so that duplicates would show. For brokers whose high watermarks cannot be
+/// trusted (tansu 0.6.0 counts produce batches, not records, in ListOffsets).
+pub fn consume_expected(
+    bootstrap: &str,
+    topics: &[&str],
+    expected: usize,
+    grace: Duration,
+) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "rstatsd-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        for p in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut grace_end: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        match grace_end {
+            Some(end) if now >= end => return out,
+            None if out.len() >= expected => grace_end = Some(now + grace),
+            None => assert!(now < deadline, "got {} of {expected} messages", out.len()),
+            _ => {}
+        }
+        if let Some(msg) = consumer.poll(Duration::from_millis(50)) {
+            let msg = msg.expect("consume");
+            out.push(Consumed {
+                topic: msg.topic().to_string(),
+                partition: msg.partition(),
+                key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
+                payload: String::from_utf8(msg.payload().unwrap_or_default().to_vec()).unwrap(),
+            });
+        }
+    }
+}
+
 /// The partition the Java client (and librdkafka's `murmur2_random`) picks for `key`.
 pub fn java_partition(key: &[u8], partitions: u32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) as i32 % partitions as i32
