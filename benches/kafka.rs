@@ -82,11 +82,12 @@ fn encoding(c: &mut Criterion) {
         });
     }
     let mut out = String::with_capacity(1 << 20);
+    let mut encoder = Encoder::new(Format::Influx, Vec::new());
     group.bench_function("influx", |b| {
         b.iter(|| {
             for i in 0..snap.series.len() {
                 out.clear();
-                Encoder::encode_influx(&mut out, &snap, i);
+                encoder.encode_influx(&mut out, &snap, i);
             }
         })
     });

@@ -84,6 +84,7 @@ impl Encoder {
     }
 
     fn encode_json(&mut self, out: &mut String, snapshot: &Snapshot, index: usize) {
+        // The cache is per format: an encoder writes either Influx or JSON timestamps.
         if self.timestamp.0 != snapshot.timestamp_ms {
             self.timestamp = (snapshot.timestamp_ms, rfc3339_millis(snapshot.timestamp_ms));
         }
@@ -140,7 +141,14 @@ impl Encoder {
     }
 
     /// Appends series `index` as one Influx line (with its trailing newline).
-    pub fn encode_influx(out: &mut String, snapshot: &Snapshot, index: usize) {
+    pub fn encode_influx(&mut self, out: &mut String, snapshot: &Snapshot, index: usize) {
+        if self.timestamp.0 != snapshot.timestamp_ms {
+            let ns = snapshot.timestamp_ms * 1_000_000;
+            self.timestamp = (
+                snapshot.timestamp_ms,
+                itoa::Buffer::new().format(ns).to_string(),
+            );
+        }
         let (key, value) = &snapshot.series[index];
         escape_influx(out, key.name(), false);
         for (k, v) in key.tags() {
@@ -159,12 +167,13 @@ impl Encoder {
             }
             out.push(if first { ' ' } else { ',' });
             first = false;
-            escape_influx(out, field, true);
+            // Statistic names are ours (`count`, `upper_99_9`, …) and never need escaping.
+            out.push_str(field);
             out.push('=');
             write_num(out, v);
         });
         out.push(' ');
-        out.push_str(itoa::Buffer::new().format(snapshot.timestamp_ms * 1_000_000));
+        out.push_str(&self.timestamp.1);
         out.push('\n');
     }
 }
@@ -182,10 +191,18 @@ fn primary_value(value: &Value) -> f64 {
 /// Influx escaping: measurements escape `,` and space; tag keys, tag values and field keys
 /// also escape `=`.
 fn escape_influx(out: &mut String, s: &str, equals: bool) {
-    if !s
-        .bytes()
-        .any(|b| b == b',' || b == b' ' || b == b'\\' || b == b'\n' || (equals && b == b'='))
-    {
+    /// 1: escaped everywhere; 2: escaped in tags and field keys only (`=`).
+    static SPECIAL: [u8; 256] = {
+        let mut t = [0u8; 256];
+        t[b',' as usize] = 1;
+        t[b' ' as usize] = 1;
+        t[b'\\' as usize] = 1;
+        t[b'\n' as usize] = 1;
+        t[b'=' as usize] = 2;
+        t
+    };
+    let mask = if equals { 3 } else { 1 };
+    if s.bytes().all(|b| SPECIAL[b as usize] & mask == 0) {
         out.push_str(s);
         return;
     }

@@ -454,7 +454,7 @@ impl KafkaSink {
             for i in 0..snapshot.series.len() {
                 let topic = self.topic_for(snapshot, i);
                 let start = self.scratch.len();
-                Encoder::encode_influx(&mut self.scratch, snapshot, i);
+                self.encoder.encode_influx(&mut self.scratch, snapshot, i);
                 let same_topic = current.as_ref().is_some_and(|t| *t == topic);
                 if start > 0 && (!same_topic || self.scratch.len() > self.influx_max) {
                     let line = self.scratch.split_off(start);
