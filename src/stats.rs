@@ -17,6 +17,14 @@
 //! | `flush_duration_ms` | gauge | | time the previous flush took |
 //! | `snapshot_drops` | counter | `sink` | snapshots dropped because the sink's queue was full |
 //! | `sink_errors` | counter | `sink` | snapshots a sink failed to deliver |
+//! | `sink_delivered` | counter | `sink` | messages the destination acknowledged |
+//! | `sink_retried` | counter | `sink` | messages sent again after a retriable failure |
+//! | `sink_failed` | counter | `sink` | messages that failed permanently |
+//! | `sink_dropped` | counter | `sink` | messages dropped from a full sink buffer |
+//! | `sink_buffered_bytes` | gauge | `sink` | bytes waiting in the sink's own buffer |
+//!
+//! The receiver counters are summed here; the flush and sink ones are assembled by
+//! [`crate::flush::Aggregator`].
 
 use crate::parse::Reject;
 

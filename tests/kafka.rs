@@ -96,13 +96,28 @@ fn timer_stats(values: &[f64]) -> Vec<(&'static str, F)> {
     ]
 }
 
-fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
-    ConfigFile::new(
-        name,
-        &format!(
-            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
-        ),
+/// The TOML of a Kafka sink named `name`, with `extra` keys.
+fn sink(name: &str, bootstrap: &str, extra: &str) -> String {
+    format!(
+        "[sinks.{name}]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
     )
+}
+
+fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
+    ConfigFile::new(name, &sink("kafka", bootstrap, extra))
+}
+
+/// The daemon with `config`, line protocol only, no internal statistics, and a flush
+/// interval so long that the only flush is the final one.
+fn start_single_flush(config: &ConfigFile) -> Daemon {
+    Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        LONG_INTERVAL,
+        "--no-stats",
+        "--no-pystatsd",
+    ])
 }
 
 #[test]
@@ -266,21 +281,21 @@ fn influx_and_nested_formats_with_compression() {
     let bootstrap = cluster.bootstrap_servers();
     let config = ConfigFile::new(
         "formats",
-        &format!(
-            "[sinks.influx]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"influx\"\n\
-             format = \"influx\"\ncompression = \"zstd\"\n\
-             [sinks.nested]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"nested\"\n\
-             format = \"json-nested\"\ncompression = \"snappy\"\n"
-        ),
+        &[
+            sink(
+                "influx",
+                &bootstrap,
+                "topic = \"influx\"\nformat = \"influx\"\ncompression = \"zstd\"",
+            ),
+            sink(
+                "nested",
+                &bootstrap,
+                "topic = \"nested\"\nformat = \"json-nested\"\ncompression = \"snappy\"",
+            ),
+        ]
+        .concat(),
     );
-    let d = Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        LONG_INTERVAL,
-        "--no-stats",
-        "--no-pystatsd",
-    ]);
+    let d = start_single_flush(&config);
     d.send_statsd(
         &sender(d.statsd.unwrap()),
         b"cpu load:2|g|#host:web 1,dc:a=b,empty:\nreq:4|c\n",
@@ -326,21 +341,21 @@ fn topic_templates_route_by_tag_and_type() {
     let bootstrap = cluster.bootstrap_servers();
     let config = ConfigFile::new(
         "topics",
-        &format!(
-            "[sinks.by_env]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\n\
-             topic = \"m.{{tag:env}}\"\ndefault_topic = \"m.other\"\nkey = \"name\"\n\
-             [sinks.by_type]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\n\
-             topic = \"t.{{type}}\"\nkey = \"none\"\n"
-        ),
+        &[
+            sink(
+                "by_env",
+                &bootstrap,
+                "topic = \"m.{tag:env}\"\ndefault_topic = \"m.other\"\nkey = \"name\"",
+            ),
+            sink(
+                "by_type",
+                &bootstrap,
+                "topic = \"t.{type}\"\nkey = \"none\"",
+            ),
+        ]
+        .concat(),
     );
-    let d = Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        LONG_INTERVAL,
-        "--no-stats",
-        "--no-pystatsd",
-    ]);
+    let d = start_single_flush(&config);
     d.send_statsd(
         &sender(d.statsd.unwrap()),
         b"a:1|c|#env:prod\nb:1|g|#env:prod\nc:1|c\n",
@@ -458,14 +473,7 @@ fn retriable_errors_are_retried_and_permanent_ones_counted() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3],
     );
     let config = kafka_config("retriable", &bootstrap, "");
-    let d = Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        LONG_INTERVAL,
-        "--no-stats",
-        "--no-pystatsd",
-    ]);
+    let d = start_single_flush(&config);
     d.send_statsd(&sender(d.statsd.unwrap()), b"r1:1|c\nr2:2|c\nr3:3|g\n");
     assert!(d.stop().status.success());
     let messages = consume_all(&bootstrap, &["metrics"]);
@@ -526,14 +534,7 @@ fn shutdown_with_brokers_down_reports_undelivered() {
     let bootstrap = cluster.bootstrap_servers();
     cluster.broker_down(1).unwrap();
     let config = kafka_config("down", &bootstrap, "shutdown_timeout_ms = 1500");
-    let d = Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        LONG_INTERVAL,
-        "--no-stats",
-        "--no-pystatsd",
-    ]);
+    let d = start_single_flush(&config);
     d.send_statsd(&sender(d.statsd.unwrap()), b"a:1|c\nb:1|c\nc:1|g\n");
     let started = std::time::Instant::now();
     let out = d.stop();

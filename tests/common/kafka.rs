@@ -7,8 +7,28 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
+
+impl From<&BorrowedMessage<'_>> for Consumed {
+    fn from(msg: &BorrowedMessage<'_>) -> Consumed {
+        Consumed {
+            topic: msg.topic().to_string(),
+            partition: msg.partition(),
+            key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
+            payload: String::from_utf8(msg.payload().unwrap_or_default().to_vec()).unwrap(),
+        }
+    }
+}
+
+fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "rstatsd-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
 
 /// Parses a `json`-format message and checks it against the published JSON Schema.
 pub fn parse_json_message(payload: &str) -> serde_json::Value {
@@ -36,12 +56,7 @@ pub struct Consumed {
 /// Reads every message in `topics`, up to each partition's high watermark at call time.
 /// Call after the producer has finished: the watermarks then bound exactly what was written.
 pub fn consume_all(bootstrap: &str, topics: &[&str]) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "rstatsd-tests")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = consumer(bootstrap);
     let timeout = Duration::from_secs(10);
     let mut assignment = TopicPartitionList::new();
     let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
@@ -79,12 +94,7 @@ pub fn consume_all(bootstrap: &str, topics: &[&str]) -> Vec<Consumed> {
         let slot = (msg.topic().to_string(), msg.partition());
         if let Some(&high) = remaining.get(&slot) {
             if msg.offset() < high {
-                out.push(Consumed {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
-                    payload: String::from_utf8(msg.payload().unwrap_or_default().to_vec()).unwrap(),
-                });
+                out.push(Consumed::from(&msg));
             }
             if msg.offset() + 1 >= high {
                 remaining.remove(&slot);
@@ -103,12 +113,7 @@ pub fn consume_expected(
     expected: usize,
     grace: Duration,
 ) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "rstatsd-tests")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = consumer(bootstrap);
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
         let metadata = consumer
@@ -134,12 +139,7 @@ pub fn consume_expected(
         }
         if let Some(msg) = consumer.poll(Duration::from_millis(50)) {
             let msg = msg.expect("consume");
-            out.push(Consumed {
-                topic: msg.topic().to_string(),
-                partition: msg.partition(),
-                key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
-                payload: String::from_utf8(msg.payload().unwrap_or_default().to_vec()).unwrap(),
-            });
+            out.push(Consumed::from(&msg));
         }
     }
 }
