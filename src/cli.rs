@@ -10,7 +10,7 @@ use crate::sink::console::ConsoleConfig;
 use crate::sink::kafka::KafkaConfig;
 use crate::sink::kafka::encode::Format;
 
-/// rstatsd: a statsd server for Etsy/DogStatsD lines and pystatsd JSON.
+/// A statsd server for Etsy/DogStatsD lines and pystatsd JSON.
 ///
 /// Receives metrics over UDP, aggregates them per flush interval on every core and writes
 /// tagged aggregates to its sinks. With no configuration it listens on 127.0.0.1:8125

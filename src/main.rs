@@ -7,12 +7,28 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use rstatsd::cli::Cli;
 use rstatsd::logging;
 use rstatsd::server::{self, Server, ServerError};
+
+/// Tells systemd (`Type=notify`) about a state change; a no-op outside systemd.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    // Abstract-namespace sockets (`@name`) are not used by systemd's default setup.
+    let result = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|socket| socket.send_to(state.as_bytes(), &path));
+    if let Err(e) = result {
+        log::warn!(
+            "cannot notify systemd ({state}) at {}: {e}",
+            path.to_string_lossy()
+        );
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,7 +55,7 @@ fn main() -> ExitCode {
     logging::init(config.log_level());
 
     // Installed before the sockets are bound, so a signal never finds the default action.
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot install signal handlers: {e}");
@@ -66,12 +82,23 @@ fn main() -> ExitCode {
         server.receiver_count(),
         config.flush.interval_ms
     );
+    notify_systemd("READY=1");
 
     let shutdown = server.shutdown_handle();
     thread::spawn(move || {
         let mut seen = 0;
         for signal in signals.forever() {
+            if signal == SIGHUP {
+                // Its default action would kill the daemon without the final flush.
+                log::warn!(
+                    "SIGHUP: configuration reload is not supported; restart to apply changes"
+                );
+                continue;
+            }
             seen += 1;
+            if seen == 1 {
+                notify_systemd("STOPPING=1");
+            }
             if seen == 1 {
                 log::info!(
                     "signal {signal}: draining sockets and flushing (signal again to force exit)"

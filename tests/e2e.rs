@@ -226,3 +226,50 @@ fn truncated_datagrams_keep_complete_lines_and_are_counted() {
     );
     assert_eq!(got[&key]["count"], 1.0);
 }
+
+#[test]
+fn sighup_is_ignored_not_fatal() {
+    let d = Daemon::start(&["--no-pystatsd", "--flush-interval-ms", LONG_INTERVAL]);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    // The daemon still works after SIGHUP: this metric must be in the final flush.
+    d.send_statsd(&sender(d.statsd.unwrap()), b"after.hup:1|c");
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+    assert!(
+        out.stderr
+            .iter()
+            .any(|l| l.contains("SIGHUP: configuration reload is not supported")),
+        "{:?}",
+        out.stderr
+    );
+    let got = by_series(&out.records);
+    assert_eq!(got[&id("after.hup", "counter", &[])]["count"], 1.0);
+}
+
+#[test]
+fn systemd_readiness_is_sent_after_the_sockets_are_bound() {
+    use std::os::unix::net::UnixDatagram;
+    let path = std::env::temp_dir().join(format!("rstatsd-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let notify = UnixDatagram::bind(&path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let d = Daemon::start_with_env(
+        &["--no-pystatsd", "--flush-interval-ms", LONG_INTERVAL],
+        &[("NOTIFY_SOCKET", path.as_os_str())],
+    );
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 from rstatsd");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means bound: a metric sent right away is received.
+    d.send_statsd(&sender(d.statsd.unwrap()), b"ready:1|c");
+    let out = d.stop();
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from rstatsd");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        by_series(&out.records)[&id("ready", "counter", &[])]["count"],
+        1.0
+    );
+}

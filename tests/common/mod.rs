@@ -40,7 +40,13 @@ impl Daemon {
     /// Starts `rstatsd` with `args`, listening on ephemeral loopback ports unless `args`
     /// chooses addresses, and waits for the `ready` log line.
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with_env(args, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rstatsd"));
+        cmd.envs(env.iter().copied());
         if !args
             .iter()
             .any(|a| a.starts_with("--statsd-listen") || *a == "--no-statsd")
