@@ -33,8 +33,7 @@ pub fn render_nested(out: &mut String, snapshot: &Snapshot, index: usize) {
             out.push(',');
         }
         first = false;
-        write_str(out, field);
-        out.push(':');
+        write_plain_key(out, field);
         write_num(out, v);
     });
     out.push_str("}}");
@@ -49,8 +48,12 @@ pub fn write_str(out: &mut String, s: &str) {
 pub fn write_str_prefixed(out: &mut String, prefix: &str, s: &str) {
     out.push('"');
     out.push_str(prefix);
-    // Most names and tags need no escaping: one pass that the compiler vectorizes.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Most names and tags need no escaping. A branch-free pass (no early exit) so the
+    // compiler vectorizes it.
+    let special = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !special {
         out.push_str(s);
         out.push('"');
         return;
@@ -76,6 +79,13 @@ pub fn write_str_prefixed(out: &mut String, prefix: &str, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Appends `"name":` for a name that needs no escaping (statistic names are ours).
+pub fn write_plain_key(out: &mut String, name: &str) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
 }
 
 /// Appends a number: integers without `.0`, other values as the shortest text that

@@ -26,7 +26,7 @@ use crate::aggregate::Value;
 use crate::aggregate::timer;
 use crate::logging::rfc3339_millis;
 use crate::metric::{MetricType, SeriesKey};
-use crate::sink::json::{render_nested, write_num, write_str, write_str_prefixed};
+use crate::sink::json::{render_nested, write_num, write_plain_key, write_str, write_str_prefixed};
 use crate::snapshot::Snapshot;
 
 /// `format = "json" | "json-nested" | "influx"`.
@@ -59,14 +59,24 @@ const TIMER_FIELDS: [&str; 9] = [
 pub struct Encoder {
     format: Format,
     static_fields: Vec<(String, String)>,
+    /// `,"k":"v"` for every static field, rendered once.
+    static_json: String,
     timestamp: (u64, String),
 }
 
 impl Encoder {
     pub fn new(format: Format, static_fields: Vec<(String, String)>) -> Encoder {
+        let mut static_json = String::new();
+        for (k, v) in &static_fields {
+            static_json.push(',');
+            write_str(&mut static_json, k);
+            static_json.push(':');
+            write_str(&mut static_json, v);
+        }
         Encoder {
             format,
             static_fields,
+            static_json,
             timestamp: (u64::MAX, String::new()),
         }
     }
@@ -99,12 +109,7 @@ impl Encoder {
         out.push_str("\",\"@version\":\"1\",\"metric_type\":\"");
         out.push_str(mtype.as_str());
         out.push('"');
-        for (k, v) in &self.static_fields {
-            out.push(',');
-            write_str(out, k);
-            out.push(':');
-            write_str(out, v);
-        }
+        out.push_str(&self.static_json);
         for (k, v) in key.tags() {
             out.push(',');
             let prefix = if self.is_reserved(k, mtype, snapshot) {
@@ -120,8 +125,7 @@ impl Encoder {
         snapshot.for_each_field(mtype, value, |field, v| {
             if samples || (mtype == MetricType::Counter && field == "rate") {
                 out.push(',');
-                write_str(out, field);
-                out.push(':');
+                write_plain_key(out, field);
                 write_num(out, v);
             }
         });
@@ -202,7 +206,8 @@ fn escape_influx(out: &mut String, s: &str, equals: bool) {
         t
     };
     let mask = if equals { 3 } else { 1 };
-    if s.bytes().all(|b| SPECIAL[b as usize] & mask == 0) {
+    // Branch-free scan: most names and tags have nothing to escape.
+    if s.bytes().fold(0, |acc, b| acc | SPECIAL[b as usize]) & mask == 0 {
         out.push_str(s);
         return;
     }
