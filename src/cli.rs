@@ -7,8 +7,8 @@ use clap::Parser;
 
 use crate::config::{Config, ConfigError, SinkConfig};
 use crate::sink::console::ConsoleConfig;
-use crate::sink::kafka::KafkaConfig;
-use crate::sink::kafka::encode::Format;
+#[cfg(feature = "kafka")]
+use crate::sink::kafka::{KafkaConfig, encode::Format};
 
 /// A statsd server for Etsy/DogStatsD lines and pystatsd JSON.
 ///
@@ -129,6 +129,7 @@ pub struct Cli {
     pub log_level: Option<String>,
 }
 
+#[cfg(feature = "kafka")]
 fn apply_kafka_flags(kafka: &mut KafkaConfig, cli: &Cli) -> Result<(), String> {
     if !cli.kafka_brokers.is_empty() {
         kafka.brokers = cli.kafka_brokers.clone();
@@ -184,16 +185,27 @@ impl Cli {
             key: key.to_string(),
             reason,
         };
+        #[cfg(not(feature = "kafka"))]
+        return Err(flag_error(
+            "sinks.kafka",
+            format!(
+                "--kafka-* flags: this rstatsd was built without the `kafka` feature ({} sinks configured)",
+                config.sinks.len()
+            ),
+        ));
+        #[cfg(feature = "kafka")]
         let sink = config
             .sinks
             .entry("kafka".into())
             .or_insert_with(|| SinkConfig::Kafka(Box::default()));
+        #[cfg(feature = "kafka")]
         let SinkConfig::Kafka(kafka) = sink else {
             return Err(flag_error(
                 "sinks.kafka",
                 "--kafka-* flags need the sink named `kafka` to be of type kafka".into(),
             ));
         };
+        #[cfg(feature = "kafka")]
         apply_kafka_flags(kafka, self).map_err(|reason| flag_error("sinks.kafka.format", reason))
     }
 

@@ -57,6 +57,7 @@ use serde::Deserialize;
 
 use crate::aggregate::timer::Percentile;
 use crate::sink::console::ConsoleConfig;
+#[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaConfig;
 
 /// The whole configuration.
@@ -129,6 +130,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     Console(ConsoleConfig),
+    #[cfg(feature = "kafka")]
     Kafka(Box<KafkaConfig>),
 }
 
@@ -158,9 +160,14 @@ impl<'de> Deserialize<'de> for SinkConfig {
             "console" => serde_path_to_error::deserialize(rest)
                 .map(SinkConfig::Console)
                 .map_err(inner_error),
+            #[cfg(feature = "kafka")]
             "kafka" => serde_path_to_error::deserialize(rest)
                 .map(|k| SinkConfig::Kafka(Box::new(k)))
                 .map_err(inner_error),
+            #[cfg(not(feature = "kafka"))]
+            "kafka" => Err(D::Error::custom(format!(
+                "type{INNER_KEY}this rstatsd was built without the `kafka` feature"
+            ))),
             other => Err(D::Error::custom(format!(
                 "type{INNER_KEY}unknown sink type {other:?} (use \"console\" or \"kafka\")"
             ))),
@@ -367,6 +374,7 @@ impl Config {
                 return Err(err("tags", "tag keys must not be empty".into()));
             }
         }
+        #[cfg(feature = "kafka")]
         for (name, sink) in &self.sinks {
             if let SinkConfig::Kafka(k) = sink {
                 k.validate(&format!("sinks.{name}"))

@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError, ListenerConfig, SinkConfig};
 use crate::flush::{Aggregator, FlushSettings, Flusher};
 use crate::receive::{self, Protocol, ReceiverSettings};
 use crate::sink::console::ConsoleSink;
+#[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaSink;
 use crate::sink::{BuiltSink, SinkHandle, SinkTotals};
 
@@ -236,6 +237,7 @@ pub fn build_sinks(config: &Config) -> Result<Vec<BuiltSink>, ConfigError> {
         .iter()
         .map(|(name, sc)| match sc {
             SinkConfig::Console(_) => Ok(console(name)),
+            #[cfg(feature = "kafka")]
             SinkConfig::Kafka(k) => {
                 let counters = Arc::default();
                 let sink = KafkaSink::new(name, k, Arc::clone(&counters))?;

@@ -10,6 +10,7 @@
 
 pub mod console;
 pub mod json;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 
 use std::fmt;

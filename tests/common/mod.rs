@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 
 use std::collections::BTreeMap;
