@@ -23,7 +23,7 @@ deb=$(bash tools/build_deb.sh | tail -n 1)
 rpm_file=$(bash tools/build_rpm.sh | tail -n 1)
 echo "==> checking $deb and $rpm_file"
 
-files=(/usr/bin/rstatsd /etc/rstatsd/rstatsd.toml /usr/lib/systemd/system/rstatsd.service
+files=(/usr/bin/rstatsd /usr/bin/rstatsd-loadgen /etc/rstatsd/rstatsd.toml /usr/lib/systemd/system/rstatsd.service
        /usr/lib/sysctl.d/60-rstatsd.conf /usr/share/man/man8/rstatsd.8.gz
        /usr/share/doc/rstatsd/README.md)
 listing=$(dpkg-deb -c "$deb")
@@ -61,6 +61,7 @@ trap cleanup EXIT
 $SUDO dpkg -i "$deb" >/dev/null
 getent passwd rstatsd >/dev/null || fail "no rstatsd user after install"
 /usr/bin/rstatsd --check-config --config /etc/rstatsd/rstatsd.toml
+/usr/bin/rstatsd-loadgen --version | grep -q "^rstatsd-loadgen " || fail "rstatsd-loadgen --version"
 man -l /usr/share/man/man8/rstatsd.8.gz 2>/dev/null | grep -q -- "--flush-interval-ms" ||
     zcat /usr/share/man/man8/rstatsd.8.gz | grep -q -- "flush\\\\-interval\\\\-ms" || fail "man page"
 if command -v systemd-analyze >/dev/null; then
@@ -83,11 +84,13 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 grep -q " ready: " "$err" || fail "installed rstatsd not ready: $(cat "$err")"
-python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'pkg.check:42|c', ('127.0.0.1', $port))"
+# The packaged load generator sends the metric: 42 increments in one datagram.
+/usr/bin/rstatsd-loadgen send --target "127.0.0.1:$port" --count 42 --per-datagram 42 --keys 1 \
+    --quiet >/dev/null
 kill -TERM "$pid"
 wait "$pid" || fail "installed rstatsd exited with $? after SIGTERM: $(cat "$err")"
 pid=""
-grep -q '"name":"pkg.check","type":"counter","tags":{},"timestamp":[0-9]*,"values":{"count":42,' "$out" ||
+grep -q '"name":"loadgen.k0","type":"counter","tags":{},"timestamp":[0-9]*,"values":{"count":42,' "$out" ||
     fail "metric not in the output of the installed rstatsd: $(cat "$out")"
 check "installed binary ran as rstatsd, aggregated a metric, stopped cleanly on SIGTERM"
 rm -f "$out" "$err"
