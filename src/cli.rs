@@ -95,6 +95,26 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub idle_zero_flushes: Option<u32>,
 
+    /// Longest metric name accepted (limits.max_name_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_name_bytes: Option<usize>,
+
+    /// Most tags one metric may carry (limits.max_tags).
+    #[arg(long, value_name = "N")]
+    pub max_tags: Option<usize>,
+
+    /// Longest tag key accepted (limits.max_tag_key_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_tag_key_bytes: Option<usize>,
+
+    /// Longest tag value accepted (limits.max_tag_value_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_tag_value_bytes: Option<usize>,
+
+    /// Longest set member accepted (limits.max_member_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_member_bytes: Option<usize>,
+
     /// Global tag added to every series lacking the key; repeatable (tags).
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
@@ -246,6 +266,12 @@ impl Cli {
             a.delete_idle_gauges = true;
         }
         a.idle_zero_flushes = self.idle_zero_flushes.unwrap_or(a.idle_zero_flushes);
+        let l = &mut config.limits;
+        l.max_name_bytes = self.max_name_bytes.unwrap_or(l.max_name_bytes);
+        l.max_tags = self.max_tags.unwrap_or(l.max_tags);
+        l.max_tag_key_bytes = self.max_tag_key_bytes.unwrap_or(l.max_tag_key_bytes);
+        l.max_tag_value_bytes = self.max_tag_value_bytes.unwrap_or(l.max_tag_value_bytes);
+        l.max_member_bytes = self.max_member_bytes.unwrap_or(l.max_member_bytes);
         for (k, v) in &self.tags {
             config.tags.insert(k.clone(), v.clone());
         }

@@ -29,6 +29,13 @@
 //! delete_idle_gauges = false      # true: gauges are reported only in intervals they changed
 //! idle_zero_flushes = 0           # report idle counters/timers/sets as zero for N flushes
 //!
+//! [limits]                        # larger inputs are rejected and counted (bad_lines)
+//! max_name_bytes = 256
+//! max_tags = 64
+//! max_tag_key_bytes = 128
+//! max_tag_value_bytes = 256
+//! max_member_bytes = 256
+//!
 //! [tags]                          # added to every series that lacks the key
 //! # host = "web1"
 //!
@@ -56,6 +63,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::aggregate::timer::Percentile;
+use crate::parse::Limits;
 use crate::sink::console::ConsoleConfig;
 #[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaConfig;
@@ -69,6 +77,7 @@ pub struct Config {
     pub receive: ReceiveConfig,
     pub flush: FlushConfig,
     pub aggregation: AggregationConfig,
+    pub limits: Limits,
     /// Global tags, added to every series that does not carry the key itself.
     pub tags: BTreeMap<String, String>,
     pub stats: StatsConfig,
@@ -183,6 +192,7 @@ impl Default for Config {
             receive: ReceiveConfig::default(),
             flush: FlushConfig::default(),
             aggregation: AggregationConfig::default(),
+            limits: Limits::default(),
             tags: BTreeMap::new(),
             stats: StatsConfig::default(),
             log: LogConfig::default(),
@@ -368,6 +378,18 @@ impl Config {
         for (i, &p) in self.aggregation.percentiles.iter().enumerate() {
             Percentile::new(p)
                 .map_err(|e| err(&format!("aggregation.percentiles[{i}]"), e.to_string()))?;
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("max_name_bytes", l.max_name_bytes),
+            ("max_tags", l.max_tags),
+            ("max_tag_key_bytes", l.max_tag_key_bytes),
+            ("max_tag_value_bytes", l.max_tag_value_bytes),
+            ("max_member_bytes", l.max_member_bytes),
+        ] {
+            if v == 0 {
+                return Err(err(&format!("limits.{key}"), "must be at least 1".into()));
+            }
         }
         for key in self.tags.keys() {
             if key.is_empty() {

@@ -33,7 +33,7 @@ use crate::logging::RateLimit;
 use crate::metric::Metric;
 use crate::parse::json::JsonParser;
 use crate::parse::line::LineParser;
-use crate::parse::{Handler, Reject, Skip};
+use crate::parse::{Handler, Limits, Reject, Skip};
 use crate::stats::ReceiverStats;
 
 /// Longest time an idle receiver blocks before checking for flusher requests.
@@ -70,6 +70,7 @@ pub struct ReceiverSettings {
     pub max_datagram_bytes: usize,
     pub coalesce: Duration,
     pub sanitize_names: bool,
+    pub limits: Limits,
 }
 
 /// Requests from the flusher.
@@ -223,8 +224,12 @@ impl Handler for State {
 impl ReceiverThread {
     fn new(socket: UdpSocket, settings: ReceiverSettings) -> ReceiverThread {
         let parser = match settings.protocol {
-            Protocol::Statsd => Parser::Line(LineParser::new(settings.sanitize_names)),
-            Protocol::Pystatsd => Parser::Json(JsonParser::new(settings.sanitize_names)),
+            Protocol::Statsd => {
+                Parser::Line(LineParser::new(settings.sanitize_names).with_limits(settings.limits))
+            }
+            Protocol::Pystatsd => {
+                Parser::Json(JsonParser::new(settings.sanitize_names).with_limits(settings.limits))
+            }
         };
         ReceiverThread {
             buffer: vec![0; settings.batch_size * settings.max_datagram_bytes],

@@ -110,6 +110,7 @@ impl Server {
                 max_datagram_bytes: config.receive.max_datagram_bytes,
                 coalesce: Duration::from_micros(config.receive.coalesce_us),
                 sanitize_names: config.aggregation.sanitize_names,
+                limits: config.limits,
             };
             for addr in listen {
                 let group = receive::bind_group(*addr, count, config.receive.rcvbuf_bytes)

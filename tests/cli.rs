@@ -59,6 +59,11 @@ fn invalid_value() {
     );
     let e = config_error("addr", "[statsd]\nlisten = [\"localhost\"]\n");
     assert!(e.contains("key `statsd.listen[0]`"), "{e}");
+    let e = config_error("limit", "[limits]\nmax_tags = 0\n");
+    assert!(
+        e.contains("key `limits.max_tags`: must be at least 1"),
+        "{e}"
+    );
     let e = config_error("batch", "[receive]\nbatch_size = 0\n");
     assert!(
         e.contains("key `receive.batch_size`: must be between 1 and 1024"),
@@ -129,6 +134,11 @@ fn help_documents_every_flag() {
         "--no-sanitize",
         "--delete-idle-gauges",
         "--idle-zero-flushes",
+        "--max-name-bytes",
+        "--max-tags",
+        "--max-tag-key-bytes",
+        "--max-tag-value-bytes",
+        "--max-member-bytes",
         "--tag",
         "--stats-prefix",
         "--no-stats",

@@ -22,12 +22,13 @@ use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
 
 use super::sanitize::sanitize;
-use super::{Handler, Reject, recycle_tags};
+use super::{Handler, Limits, Reject, recycle_tags};
 use crate::metric::{Metric, MetricType, Sample, SeriesRef, TagRef, normalize_tags};
 
 /// Parses pystatsd JSON datagrams. One per receiver thread.
 pub struct JsonParser {
     sanitize: bool,
+    limits: Limits,
     buffers: simd_json::Buffers,
     tape: Option<Tape<'static>>,
     tags: Vec<TagRef<'static>>,
@@ -46,11 +47,18 @@ impl JsonParser {
     pub fn new(sanitize_names: bool) -> Self {
         JsonParser {
             sanitize: sanitize_names,
+            limits: Limits::default(),
             buffers: simd_json::Buffers::new(2048),
             tape: Some(Tape::null().reset()),
             tags: Vec::with_capacity(16),
             name_scratch: String::new(),
         }
+    }
+
+    /// Replaces the default [`Limits`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Parses every newline-separated object of `datagram`, in place.
@@ -120,7 +128,11 @@ impl JsonParser {
                 }
                 ("value", ValueKey::Value) => {
                     sample = Some(match mtype {
-                        MetricType::Set => Sample::Member(tag_text(value).ok_or(Reject::BadValue)?),
+                        MetricType::Set => {
+                            let member = tag_text(value).ok_or(Reject::BadValue)?;
+                            self.limits.check_member(&member)?;
+                            Sample::Member(member)
+                        }
                         MetricType::Timer if finite(value).is_some_and(|v| v < 0.0) => {
                             return Err(Reject::NegativeTimer);
                         }
@@ -131,6 +143,8 @@ impl JsonParser {
             }
         }
         let sample = sample.ok_or(Reject::BadValue)?;
+        normalize_tags(tags);
+        self.limits.check(raw_name, tags)?;
         let name = if self.sanitize {
             sanitize(raw_name, &mut self.name_scratch)
         } else {
@@ -139,7 +153,6 @@ impl JsonParser {
         if name.is_empty() {
             return Err(Reject::EmptyName);
         }
-        normalize_tags(tags);
         handler.metric(&Metric {
             series: SeriesRef { name, mtype, tags },
             sample,
@@ -342,6 +355,64 @@ mod tests {
             assert!(r.metrics.is_empty(), "{input}");
             assert_eq!(r.rejects.len(), 1, "{input}");
             assert_eq!(r.rejects[0].0, reason, "{input}");
+        }
+    }
+
+    #[test]
+    fn limits_reject_oversized_objects() {
+        let limits = crate::parse::Limits {
+            max_name_bytes: 5,
+            max_tags: 2,
+            max_tag_key_bytes: 3,
+            max_tag_value_bytes: 4,
+            max_member_bytes: 3,
+        };
+        let parse = |s: &str| {
+            let mut r = Recorder::default();
+            let mut buf = s.as_bytes().to_vec();
+            JsonParser::new(true)
+                .with_limits(limits)
+                .parse_datagram(&mut buf, &mut r);
+            r
+        };
+        let ok = parse(
+            r#"{"metric_name":"abcde","metric_type":"set","value":"abc","k":"vvvv","n":1234}"#,
+        );
+        assert!(
+            ok.rejects.is_empty() && ok.metrics.len() == 1,
+            "{:?}",
+            ok.rejects
+        );
+        let cases = [
+            (
+                r#"{"metric_name":"abcdef","metric_type":"trace"}"#,
+                Reject::NameTooLong,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"trace","a":"1","b":"2","c":"3"}"#,
+                Reject::TooManyTags,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"trace","abcd":"1"}"#,
+                Reject::TagTooLong,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"trace","k":12345}"#,
+                Reject::TagTooLong,
+            ),
+            (
+                r#"{"metric_name":"a","metric_type":"set","value":"abcd"}"#,
+                Reject::MemberTooLong,
+            ),
+        ];
+        for (input, reason) in cases {
+            let r = parse(input);
+            assert!(r.metrics.is_empty(), "{input}");
+            assert_eq!(
+                r.rejects.iter().map(|x| x.0).collect::<Vec<_>>(),
+                vec![reason],
+                "{input}"
+            );
         }
     }
 

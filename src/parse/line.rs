@@ -19,13 +19,16 @@
 use std::borrow::Cow;
 
 use super::sanitize::sanitize;
-use super::{Handler, Reject, Skip, parse_finite, recycle_tags, split_at_byte, split_bytes};
+use super::{
+    Handler, Limits, Reject, Skip, parse_finite, recycle_tags, split_at_byte, split_bytes,
+};
 use crate::metric::{Metric, MetricType, Sample, SeriesRef, TagRef, normalize_tags};
 
 /// Parses line-protocol datagrams. One per receiver thread: it owns reusable scratch space.
 #[derive(Default)]
 pub struct LineParser {
     sanitize: bool,
+    limits: Limits,
     tags: Vec<TagRef<'static>>,
     name_scratch: String,
 }
@@ -34,9 +37,16 @@ impl LineParser {
     pub fn new(sanitize_names: bool) -> Self {
         LineParser {
             sanitize: sanitize_names,
+            limits: Limits::default(),
             tags: Vec::with_capacity(16),
             name_scratch: String::new(),
         }
+    }
+
+    /// Replaces the default [`Limits`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Parses every line of `datagram`.
@@ -78,6 +88,10 @@ impl LineParser {
         let body = body.ok_or(Reject::NoValue)?;
         let (raw_name, graphite_tags) = split_at_byte(key, b';');
         let graphite_tags = graphite_tags.unwrap_or("");
+        let limits = self.limits;
+        if raw_name.len() > limits.max_name_bytes {
+            return Err(Reject::NameTooLong);
+        }
         let name = if self.sanitize {
             sanitize(raw_name, &mut self.name_scratch)
         } else {
@@ -86,18 +100,27 @@ impl LineParser {
         if name.is_empty() {
             return Err(Reject::EmptyName);
         }
+        let mut graphite_count = 0;
         for part in split_bytes(graphite_tags, b';').filter(|p| !p.is_empty()) {
             match split_at_byte(part, b'=') {
-                (k, Some(_)) if !k.is_empty() => {}
+                (k, Some(v)) if !k.is_empty() => check_tag(&limits, k, v)?,
                 _ => return Err(Reject::BadTags),
             }
+            graphite_count += 1;
         }
-        // A line is accepted or rejected whole: every group of an Etsy multi-metric line is
-        // validated before the first metric is emitted.
-        let first = Group::parse(body)?;
+        // A line is accepted or rejected whole: every group of an Etsy multi-metric line
+        // (limits included) is validated before the first metric is emitted.
+        let first = Group::parse(body, &limits)?;
+        let mut group_tags = first.tag_count;
         let mut rest = first.next;
-        while let Some(body) = rest {
-            rest = Group::parse(body)?.next;
+        loop {
+            if graphite_count + group_tags > limits.max_tags {
+                return Err(Reject::TooManyTags);
+            }
+            let Some(body) = rest else { break };
+            let group = Group::parse(body, &limits)?;
+            group_tags = group.tag_count;
+            rest = group.next;
         }
         let mut group = first;
         loop {
@@ -139,7 +162,7 @@ impl LineParser {
                 emit(group.first);
             }
             match group.next {
-                Some(body) => group = Group::parse(body)?,
+                Some(body) => group = Group::parse(body, &limits)?,
                 None => return Ok(()),
             }
         }
@@ -157,13 +180,15 @@ struct Group<'a> {
     rate: f64,
     /// DogStatsD tag list without the `#`; empty when absent.
     tags: &'a str,
+    /// Tags this group adds (DogStatsD tags and the container id).
+    tag_count: usize,
     container: Option<&'a str>,
     /// The next group of an Etsy multi-metric line.
     next: Option<&'a str>,
 }
 
 impl<'a> Group<'a> {
-    fn parse(body: &'a str) -> Result<Group<'a>, Reject> {
+    fn parse(body: &'a str, limits: &Limits) -> Result<Group<'a>, Reject> {
         let (values, rest) = split_at_byte(body, b'|');
         let (type_section, mut sections) = split_at_byte(rest.ok_or(Reject::NoType)?, b'|');
         let (type_str, cont) = split_at_byte(type_section, b':');
@@ -179,9 +204,15 @@ impl<'a> Group<'a> {
         };
         let (first_raw, more) = split_at_byte(values, b':');
         let first = parse_value(first_raw, mtype)?;
+        if mtype == MetricType::Set {
+            limits.check_member(first_raw)?;
+        }
         if let Some(more) = more {
             for raw in split_bytes(more, b':') {
                 parse_value(raw, mtype)?;
+                if mtype == MetricType::Set {
+                    limits.check_member(raw)?;
+                }
             }
         }
         let mut group = Group {
@@ -191,6 +222,7 @@ impl<'a> Group<'a> {
             mtype,
             rate: 1.0,
             tags: "",
+            tag_count: 0,
             container: None,
             next: None,
         };
@@ -211,8 +243,13 @@ impl<'a> Group<'a> {
                 }
                 Some(b'#') => {
                     let tags = &section[1..];
-                    if split_bytes(tags, b',').any(|t| t.starts_with(':')) {
-                        return Err(Reject::BadTags);
+                    for item in split_bytes(tags, b',').filter(|t| !t.is_empty()) {
+                        let (k, v) = split_at_byte(item, b':');
+                        if k.is_empty() {
+                            return Err(Reject::BadTags);
+                        }
+                        check_tag(limits, k, v.unwrap_or(""))?;
+                        group.tag_count += 1;
                     }
                     group.tags = tags;
                 }
@@ -223,7 +260,10 @@ impl<'a> Group<'a> {
                     }
                 }
                 Some(b'c') if section.as_bytes().get(1) == Some(&b':') => {
+                    // The key (`container_id`) is ours; only the value is the client's.
+                    check_tag(limits, "", &section[2..])?;
                     group.container = Some(&section[2..]);
+                    group.tag_count += 1;
                 }
                 // Any other section is a DogStatsD extension we do not use: ignored.
                 _ => {}
@@ -232,6 +272,13 @@ impl<'a> Group<'a> {
         group.next = next;
         Ok(group)
     }
+}
+
+fn check_tag(limits: &Limits, key: &str, value: &str) -> Result<(), Reject> {
+    if key.len() > limits.max_tag_key_bytes || value.len() > limits.max_tag_value_bytes {
+        return Err(Reject::TagTooLong);
+    }
+    Ok(())
 }
 
 /// The rest of `body` after the first `:` of `section` (a subslice of `body`): the next
@@ -466,6 +513,60 @@ mod tests {
         assert_eq!(r.metrics[0].name, "my metric/x!");
         // Tags are never sanitized.
         assert_eq!(one("a:1|c|#path:/a b").tags, tags(&[("path", "/a b")]));
+    }
+
+    #[test]
+    fn limits_reject_oversized_inputs() {
+        let limits = Limits {
+            max_name_bytes: 5,
+            max_tags: 2,
+            max_tag_key_bytes: 3,
+            max_tag_value_bytes: 4,
+            max_member_bytes: 3,
+        };
+        let parse = |s: &str| {
+            let mut r = Recorder::default();
+            LineParser::new(true)
+                .with_limits(limits)
+                .parse_datagram(s.as_bytes(), &mut r);
+            r
+        };
+        for ok in [
+            "abcde:1|c",
+            "a:1|c|#k:v,k2:vvvv",
+            "a;x=1:1|c|#k",
+            "a:abc|s",
+            "a:1|c|c:abcd",
+        ] {
+            let r = parse(ok);
+            assert!(
+                r.rejects.is_empty() && r.metrics.len() == 1,
+                "{ok}: {:?}",
+                r.rejects
+            );
+        }
+        let cases = [
+            ("abcdef:1|c", Reject::NameTooLong),
+            ("a:1|c|#a,b,c", Reject::TooManyTags),
+            ("a;x=1:1|c|#a,b", Reject::TooManyTags),
+            ("a:1|c|#abcd:v", Reject::TagTooLong),
+            ("a:1|c|#k:vvvvv", Reject::TagTooLong),
+            ("a;k=vvvvv:1|c", Reject::TagTooLong),
+            ("a:1|c|c:abcde", Reject::TagTooLong),
+            ("a:abcd|s", Reject::MemberTooLong),
+            ("a:x:abcd|s", Reject::MemberTooLong),
+            // The second group breaks a limit: the whole line is rejected, nothing emitted.
+            ("a:1|c:2|c|#a,b,c", Reject::TooManyTags),
+        ];
+        for (input, reason) in cases {
+            let r = parse(input);
+            assert!(r.metrics.is_empty(), "{input} gave {:?}", r.metrics);
+            assert_eq!(
+                r.rejects.iter().map(|x| x.0).collect::<Vec<_>>(),
+                vec![reason],
+                "{input}"
+            );
+        }
     }
 
     #[test]

@@ -49,11 +49,19 @@ pub enum Reject {
     MissingType,
     /// JSON: a tag value is null, an object or an array.
     BadTagValue,
+    /// The name is longer than `limits.max_name_bytes`.
+    NameTooLong,
+    /// More tags than `limits.max_tags`.
+    TooManyTags,
+    /// A tag key or value is longer than its limit.
+    TagTooLong,
+    /// A set member is longer than `limits.max_member_bytes`.
+    MemberTooLong,
 }
 
 impl Reject {
     /// Every reason, in a fixed order; [`Reject::index`] indexes this array.
-    pub const ALL: [Reject; 15] = [
+    pub const ALL: [Reject; 19] = [
         Reject::InvalidUtf8,
         Reject::NoValue,
         Reject::NoType,
@@ -69,6 +77,10 @@ impl Reject {
         Reject::MissingName,
         Reject::MissingType,
         Reject::BadTagValue,
+        Reject::NameTooLong,
+        Reject::TooManyTags,
+        Reject::TagTooLong,
+        Reject::MemberTooLong,
     ];
 
     pub fn index(self) -> usize {
@@ -93,7 +105,64 @@ impl Reject {
             Reject::MissingName => "missing_name",
             Reject::MissingType => "missing_type",
             Reject::BadTagValue => "bad_tag_value",
+            Reject::NameTooLong => "name_too_long",
+            Reject::TooManyTags => "too_many_tags",
+            Reject::TagTooLong => "tag_too_long",
+            Reject::MemberTooLong => "member_too_long",
         }
+    }
+}
+
+/// Size limits on what one metric may carry, so a hostile client cannot make a single
+/// series arbitrarily large. Lengths are in bytes of the received text (before sanitizing).
+/// The `[limits]` section of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_name_bytes: usize,
+    pub max_tags: usize,
+    pub max_tag_key_bytes: usize,
+    pub max_tag_value_bytes: usize,
+    pub max_member_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_name_bytes: 256,
+            max_tags: 64,
+            max_tag_key_bytes: 128,
+            max_tag_value_bytes: 256,
+            max_member_bytes: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a parsed name and its (normalized) tags.
+    #[inline]
+    pub(crate) fn check(&self, raw_name: &str, tags: &[TagRef<'_>]) -> Result<(), Reject> {
+        if raw_name.len() > self.max_name_bytes {
+            return Err(Reject::NameTooLong);
+        }
+        if tags.len() > self.max_tags {
+            return Err(Reject::TooManyTags);
+        }
+        if tags
+            .iter()
+            .any(|(k, v)| k.len() > self.max_tag_key_bytes || v.len() > self.max_tag_value_bytes)
+        {
+            return Err(Reject::TagTooLong);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn check_member(&self, member: &str) -> Result<(), Reject> {
+        if member.len() > self.max_member_bytes {
+            return Err(Reject::MemberTooLong);
+        }
+        Ok(())
     }
 }
 
