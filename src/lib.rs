@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! receive ──► parse ──► aggregate ──► flush ──► sink
-//! (UDP,       (line,    (per-thread   (swap,     (console; Kafka and
-//!  recvmmsg)   JSON)     tables)       merge)     Graphite to come)
+//! (UDP,       (line,    (per-thread   (swap,     (console,
+//!  recvmmsg)   JSON)     tables)       merge)     Kafka)
 //! ```
 //!
 //! - [`receive`]: SO_REUSEPORT sockets, one receiver thread each, batched `recvmmsg`.
