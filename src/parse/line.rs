@@ -517,13 +517,7 @@ mod tests {
 
     #[test]
     fn limits_reject_oversized_inputs() {
-        let limits = Limits {
-            max_name_bytes: 5,
-            max_tags: 2,
-            max_tag_key_bytes: 3,
-            max_tag_value_bytes: 4,
-            max_member_bytes: 3,
-        };
+        let limits = crate::parse::testing::small_limits();
         let parse = |s: &str| {
             let mut r = Recorder::default();
             LineParser::new(true)

@@ -247,6 +247,17 @@ pub(crate) mod testing {
         pub rate: f64,
     }
 
+    /// Limits small enough to hit in a one-line test.
+    pub fn small_limits() -> Limits {
+        Limits {
+            max_name_bytes: 5,
+            max_tags: 2,
+            max_tag_key_bytes: 3,
+            max_tag_value_bytes: 4,
+            max_member_bytes: 3,
+        }
+    }
+
     #[derive(Default, Debug)]
     pub struct Recorder {
         pub metrics: Vec<Got>,
