@@ -78,12 +78,17 @@ pub type TagRef<'a> = (&'a str, Cow<'a, str>);
 /// Sorts tags by key and keeps the *last* value given for a repeated key, so a tag set is
 /// a map. Stable sort keeps input order within a key, which makes "last wins" well defined.
 pub fn normalize_tags(tags: &mut Vec<TagRef<'_>>) {
+    sort_keep_last(tags, |t| t.0);
+}
+
+/// The tag-set rule for any tag representation: stable sort by key, then keep the last
+/// entry of each run of equal keys.
+fn sort_keep_last<T>(tags: &mut Vec<T>, key: impl Fn(&T) -> &str) {
     if tags.len() > 1 {
-        tags.sort_by(|a, b| a.0.cmp(b.0));
-        // Keep the last of each run of equal keys.
+        tags.sort_by(|a, b| key(a).cmp(key(b)));
         let mut write = 0;
         for read in 0..tags.len() {
-            if read + 1 < tags.len() && tags[read + 1].0 == tags[read].0 {
+            if read + 1 < tags.len() && key(&tags[read + 1]) == key(&tags[read]) {
                 continue;
             }
             tags.swap(write, read);
@@ -113,18 +118,11 @@ impl SeriesKey {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        tags.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(tags.len());
-        for tag in tags {
-            match out.last_mut() {
-                Some(last) if last.0 == tag.0 => *last = tag,
-                _ => out.push(tag),
-            }
-        }
+        sort_keep_last(&mut tags, |t| &*t.0);
         SeriesKey {
             name: name.into(),
             mtype,
-            tags: out.into_boxed_slice(),
+            tags: tags.into_boxed_slice(),
         }
     }
 

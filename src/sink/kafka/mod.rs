@@ -242,12 +242,13 @@ impl Batch {
         });
         let start = self.data.len();
         self.data.extend_from_slice(payload);
-        self.bytes += key.as_ref().map_or(0, |k| k.len()) + payload.len() + MESSAGE_OVERHEAD;
-        self.messages.push_back(Msg {
+        let msg = Msg {
             topic,
             key,
             payload: start..self.data.len(),
-        });
+        };
+        self.bytes += Batch::message_bytes(&msg);
+        self.messages.push_back(msg);
     }
 
     fn message_bytes(msg: &Msg) -> usize {
