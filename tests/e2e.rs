@@ -179,11 +179,7 @@ fn metrics_sent_just_before_sigterm_are_in_the_final_flush() {
         .map(|r| r["values"]["count"].as_f64().unwrap())
         .sum();
     assert_eq!(total, 100.0);
-    assert!(
-        out.stderr.last().unwrap().ends_with("stopped"),
-        "{:?}",
-        out.stderr
-    );
+    out.assert_clean_stop();
 }
 
 #[test]

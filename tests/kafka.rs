@@ -437,12 +437,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
         stop.store(true, Ordering::Relaxed);
     });
     let out = d.stop();
-    assert!(out.status.success(), "{:?}", out.stderr);
-    assert!(
-        out.stderr.last().unwrap().ends_with("stopped"),
-        "{:?}",
-        out.stderr
-    );
+    out.assert_clean_stop();
 
     let messages = consume_all(&bootstrap, &["metrics"]);
     let hits = per_flush(&messages, "outage.hits");

@@ -150,12 +150,7 @@ fn every_format_round_trips_through_tansu_with_zstd() {
         br#"{"metric_name":"rt.trace","metric_type":"trace","stage":"x"}"#,
     );
     let out = d.stop();
-    assert!(out.status.success(), "{:?}", out.stderr);
-    assert!(
-        out.stderr.last().unwrap().ends_with("stopped"),
-        "{:?}",
-        out.stderr
-    );
+    out.assert_clean_stop();
 
     // tansu 0.6.0's high watermarks count batches, not records: read by expected count.
     let grace = Duration::from_millis(500);

@@ -37,6 +37,18 @@ pub struct Output {
     pub stderr: Vec<String>,
 }
 
+impl Output {
+    /// Exit code 0 and a last log line saying that everything was delivered.
+    pub fn assert_clean_stop(&self) {
+        assert!(self.status.success(), "{:?}", self.stderr);
+        assert!(
+            self.stderr.last().is_some_and(|l| l.ends_with("stopped")),
+            "{:?}",
+            self.stderr
+        );
+    }
+}
+
 impl Daemon {
     /// Starts `rstatsd` with `args`, listening on ephemeral loopback ports unless `args`
     /// chooses addresses, and waits for the `ready` log line.

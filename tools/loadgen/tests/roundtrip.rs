@@ -45,67 +45,63 @@ fn json_field(json: &str, field: &str) -> u64 {
         .unwrap()
 }
 
+/// Runs `send` with `args` into a sink that stops after `datagrams`; returns both JSON
+/// summaries (sender, sink).
+fn send_into_sink(datagrams: u64, args: &[&str]) -> (String, String) {
+    let (sink, addr) = sink(datagrams);
+    let sent = loadgen()
+        .args(["send", "--target", &addr, "--json", "--quiet"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+    let got = sink.wait_with_output().unwrap();
+    (
+        String::from_utf8(sent.stdout).unwrap(),
+        String::from_utf8(got.stdout).unwrap(),
+    )
+}
+
 #[test]
 fn exact_counts_line_protocol() {
-    let (sink, addr) = sink(500);
-    let sent = loadgen()
-        .args([
-            "send",
-            "--target",
-            &addr,
+    let (sent, got) = send_into_sink(
+        500,
+        &[
             "--count",
             "10000",
             "--per-datagram",
             "20",
-        ])
-        .args([
             "--rate",
             "200000",
             "--threads",
             "2",
-            "--json",
-            "--quiet",
             "--tags",
             "2",
-        ])
-        .args(["--mix", "c=50,g=20,ms=20,s=10"])
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{sent:?}");
-    let sent = String::from_utf8(sent.stdout).unwrap();
+            "--mix",
+            "c=50,g=20,ms=20,s=10",
+        ],
+    );
     assert_eq!(json_field(&sent, "metrics"), 10000, "{sent}");
     assert_eq!(json_field(&sent, "datagrams"), 500, "{sent}");
-    let got = sink.wait_with_output().unwrap();
-    let got = String::from_utf8(got.stdout).unwrap();
     assert_eq!(json_field(&got, "datagrams"), 500, "{got}");
     assert_eq!(json_field(&got, "metrics"), 10000, "{got}");
 }
 
 #[test]
 fn exact_counts_json_protocol() {
-    let (sink, addr) = sink(300);
-    let sent = loadgen()
-        .args([
-            "send",
-            "--target",
-            &addr,
+    let (_, got) = send_into_sink(
+        300,
+        &[
             "--count",
             "3000",
             "--per-datagram",
             "10",
-        ])
-        .args([
             "--protocol",
             "json",
             "--mix",
             "counter=1,trace=1,gauge=1",
-            "--json",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{sent:?}");
-    let got = String::from_utf8(sink.wait_with_output().unwrap().stdout).unwrap();
+        ],
+    );
     assert_eq!(json_field(&got, "datagrams"), 300, "{got}");
     assert_eq!(json_field(&got, "metrics"), 3000, "{got}");
 }
