@@ -37,6 +37,7 @@ fn snapshot(n: usize) -> Snapshot {
                     Value::Samples(Samples {
                         values: (1..=10).map(f64::from).collect(),
                         count: 10.0,
+                        totals: None,
                     }),
                 ),
                 _ => (

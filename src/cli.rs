@@ -115,6 +115,23 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES")]
     pub max_member_bytes: Option<usize>,
 
+    /// Most series held per flush interval, all receivers together (limits.max_series).
+    #[arg(long, value_name = "N")]
+    pub max_series: Option<usize>,
+
+    /// Most tagged series per metric name per interval (limits.max_tag_sets_per_name).
+    #[arg(long, value_name = "N")]
+    pub max_tag_sets_per_name: Option<usize>,
+
+    /// Samples kept per timer series per interval; beyond, a uniform reservoir
+    /// (limits.max_timer_samples).
+    #[arg(long, value_name = "N")]
+    pub max_timer_samples: Option<usize>,
+
+    /// Gauges remembered across intervals (limits.max_gauges).
+    #[arg(long, value_name = "N")]
+    pub max_gauges: Option<usize>,
+
     /// Global tag added to every series lacking the key; repeatable (tags).
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
@@ -272,6 +289,12 @@ impl Cli {
         l.max_tag_key_bytes = self.max_tag_key_bytes.unwrap_or(l.max_tag_key_bytes);
         l.max_tag_value_bytes = self.max_tag_value_bytes.unwrap_or(l.max_tag_value_bytes);
         l.max_member_bytes = self.max_member_bytes.unwrap_or(l.max_member_bytes);
+        l.max_series = self.max_series.unwrap_or(l.max_series);
+        l.max_tag_sets_per_name = self
+            .max_tag_sets_per_name
+            .unwrap_or(l.max_tag_sets_per_name);
+        l.max_timer_samples = self.max_timer_samples.unwrap_or(l.max_timer_samples);
+        l.max_gauges = self.max_gauges.unwrap_or(l.max_gauges);
         for (k, v) in &self.tags {
             config.tags.insert(k.clone(), v.clone());
         }

@@ -35,6 +35,10 @@
 //! max_tag_key_bytes = 128
 //! max_tag_value_bytes = 256
 //! max_member_bytes = 256
+//! max_series = 1000000            # series held per interval (series_rejected beyond)
+//! max_tag_sets_per_name = 10000   # tagged series per metric name (tag_sets_rejected)
+//! max_timer_samples = 10000       # per timer series and interval; beyond: a reservoir
+//! max_gauges = 1000000            # gauges remembered across intervals
 //!
 //! [tags]                          # added to every series that lacks the key
 //! # host = "web1"
@@ -62,6 +66,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::aggregate::AggregateLimits;
 use crate::aggregate::timer::Percentile;
 use crate::parse::Limits;
 use crate::sink::console::ConsoleConfig;
@@ -77,13 +82,71 @@ pub struct Config {
     pub receive: ReceiveConfig,
     pub flush: FlushConfig,
     pub aggregation: AggregationConfig,
-    pub limits: Limits,
+    pub limits: LimitsConfig,
     /// Global tags, added to every series that does not carry the key itself.
     pub tags: BTreeMap<String, String>,
     pub stats: StatsConfig,
     pub log: LogConfig,
     /// Named sinks. Empty means: one console sink.
     pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// `[limits]`: what one metric may carry (checked by the parsers, rejections counted in
+/// `bad_lines`) and how much the aggregate stage holds (the cardinality guard, see
+/// [`crate::aggregate::SeriesGuard`]).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_name_bytes: usize,
+    pub max_tags: usize,
+    pub max_tag_key_bytes: usize,
+    pub max_tag_value_bytes: usize,
+    pub max_member_bytes: usize,
+    pub max_series: usize,
+    pub max_tag_sets_per_name: usize,
+    pub max_timer_samples: usize,
+    pub max_gauges: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let p = Limits::default();
+        let a = AggregateLimits::default();
+        LimitsConfig {
+            max_name_bytes: p.max_name_bytes,
+            max_tags: p.max_tags,
+            max_tag_key_bytes: p.max_tag_key_bytes,
+            max_tag_value_bytes: p.max_tag_value_bytes,
+            max_member_bytes: p.max_member_bytes,
+            max_series: a.max_series,
+            max_tag_sets_per_name: a.max_tag_sets_per_name,
+            max_timer_samples: a.max_timer_samples,
+            max_gauges: a.max_gauges,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The parsers' share.
+    pub fn parse(&self) -> Limits {
+        Limits {
+            max_name_bytes: self.max_name_bytes,
+            max_tags: self.max_tags,
+            max_tag_key_bytes: self.max_tag_key_bytes,
+            max_tag_value_bytes: self.max_tag_value_bytes,
+            max_member_bytes: self.max_member_bytes,
+        }
+    }
+
+    /// The aggregate stage's share.
+    pub fn aggregate(&self) -> AggregateLimits {
+        AggregateLimits {
+            max_series: self.max_series,
+            max_tag_sets_per_name: self.max_tag_sets_per_name,
+            max_timer_samples: self.max_timer_samples,
+            max_gauges: self.max_gauges,
+        }
+    }
 }
 
 /// One UDP listener (`[statsd]` or `[pystatsd]`).
@@ -192,7 +255,7 @@ impl Default for Config {
             receive: ReceiveConfig::default(),
             flush: FlushConfig::default(),
             aggregation: AggregationConfig::default(),
-            limits: Limits::default(),
+            limits: LimitsConfig::default(),
             tags: BTreeMap::new(),
             stats: StatsConfig::default(),
             log: LogConfig::default(),
@@ -386,6 +449,10 @@ impl Config {
             ("max_tag_key_bytes", l.max_tag_key_bytes),
             ("max_tag_value_bytes", l.max_tag_value_bytes),
             ("max_member_bytes", l.max_member_bytes),
+            ("max_series", l.max_series),
+            ("max_tag_sets_per_name", l.max_tag_sets_per_name),
+            ("max_timer_samples", l.max_timer_samples),
+            ("max_gauges", l.max_gauges),
         ] {
             if v == 0 {
                 return Err(err(&format!("limits.{key}"), "must be at least 1".into()));
@@ -413,6 +480,31 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Every size and count limit as (config key, value), for the internal stats.
+    pub fn limit_values(&self) -> Vec<(&'static str, u64)> {
+        let l = &self.limits;
+        [
+            (
+                "receive.max_datagram_bytes",
+                self.receive.max_datagram_bytes,
+            ),
+            ("receive.rcvbuf_bytes", self.receive.rcvbuf_bytes),
+            ("flush.snapshot_queue", self.flush.snapshot_queue),
+            ("limits.max_name_bytes", l.max_name_bytes),
+            ("limits.max_tags", l.max_tags),
+            ("limits.max_tag_key_bytes", l.max_tag_key_bytes),
+            ("limits.max_tag_value_bytes", l.max_tag_value_bytes),
+            ("limits.max_member_bytes", l.max_member_bytes),
+            ("limits.max_series", l.max_series),
+            ("limits.max_tag_sets_per_name", l.max_tag_sets_per_name),
+            ("limits.max_timer_samples", l.max_timer_samples),
+            ("limits.max_gauges", l.max_gauges),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v as u64))
+        .collect()
     }
 
     /// The configured percentiles (valid after [`Config::validate`]).

@@ -17,8 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashMap;
 
 use crate::aggregate::timer::Percentile;
-use crate::aggregate::{Gauge, Table, Value};
-use crate::logging::unix_millis;
+use crate::aggregate::{Gauge, SeriesGuard, Table, Value};
+use crate::logging::{RateLimit, unix_millis};
 use crate::metric::{MetricType, SeriesKey};
 use crate::receive::{Control, Harvest, Protocol};
 use crate::sink::{SinkHandle, SinkTotals};
@@ -40,6 +40,15 @@ pub struct FlushSettings {
     pub idle_zero_flushes: u32,
     /// Internal statistics prefix; `None` disables them.
     pub stats_prefix: Option<String>,
+    /// Samples kept per timer series when merging the receivers' tables.
+    pub max_timer_samples: usize,
+    /// Gauges remembered across intervals.
+    pub max_gauges: usize,
+    /// Every configured limit as (config key, value), reported as `limit` gauges so
+    /// operators can see what applies without reading the config.
+    pub limits: Vec<(&'static str, u64)>,
+    /// The receivers' cardinality guard (pruned after each flush, reported in the stats).
+    pub guard: Option<Arc<SeriesGuard>>,
 }
 
 /// Sink counters as last reported, to emit per-interval deltas.
@@ -62,6 +71,9 @@ pub struct Aggregator {
     last_duration: Duration,
     /// (listener, effective receive buffer bytes), reported as gauges.
     listeners: Vec<(Protocol, usize)>,
+    /// New gauges not remembered in the last flush because `max_gauges` was reached.
+    gauges_not_kept: u64,
+    gauge_log: RateLimit,
 }
 
 impl Aggregator {
@@ -74,6 +86,8 @@ impl Aggregator {
             last_series: 0,
             last_duration: Duration::ZERO,
             listeners,
+            gauges_not_kept: 0,
+            gauge_log: RateLimit::new(Duration::from_secs(60)),
         }
     }
 
@@ -90,7 +104,7 @@ impl Aggregator {
         self.generation += 1;
         let generation = self.generation;
 
-        let mut merged = Table::new();
+        let mut merged = Table::with_capacity(0, self.settings.max_timer_samples);
         let mut stats: Vec<(Protocol, ReceiverStats)> = Vec::new();
         for harvest in harvests {
             match stats.iter_mut().find(|(p, _)| *p == harvest.protocol) {
@@ -103,7 +117,7 @@ impl Aggregator {
             self.internal_stats(&prefix, &stats, sinks, sink_totals, &mut merged);
         }
         if !self.settings.global_tags.is_empty() {
-            let mut tagged = Table::with_capacity(merged.len());
+            let mut tagged = Table::with_capacity(merged.len(), self.settings.max_timer_samples);
             for (key, value) in merged.drain() {
                 tagged.merge_value(key.with_default_tags(&self.settings.global_tags), value);
             }
@@ -111,13 +125,27 @@ impl Aggregator {
         }
 
         let track_idle = self.settings.idle_zero_flushes > 0;
+        let max_gauges = self.settings.max_gauges;
+        let mut gauges_not_kept = 0;
         let mut series = Vec::with_capacity(merged.len() + self.gauges.len());
         for (key, value) in merged.drain() {
             let value = match value {
                 Value::Gauge(g) => {
-                    let previous = self.gauges.get(&key).map(|(v, _)| *v);
-                    let resolved = g.resolve(previous);
-                    self.gauges.insert(key.clone(), (resolved, generation));
+                    let resolved = match self.gauges.get_mut(&key) {
+                        Some(known) => {
+                            *known = (g.resolve(Some(known.0)), generation);
+                            known.0
+                        }
+                        None => {
+                            let resolved = g.resolve(None);
+                            if self.gauges.len() < max_gauges {
+                                self.gauges.insert(key.clone(), (resolved, generation));
+                            } else {
+                                gauges_not_kept += 1;
+                            }
+                            resolved
+                        }
+                    };
                     Value::Gauge(Gauge {
                         value: resolved,
                         absolute: true,
@@ -167,6 +195,19 @@ impl Aggregator {
             true
         });
 
+        if gauges_not_kept > 0
+            && let Some(suppressed) = self.gauge_log.allow()
+        {
+            log::warn!(
+                "{gauges_not_kept} new gauges reported but not remembered for later \
+                 intervals: limits.max_gauges ({max_gauges}) reached ({suppressed} more \
+                 reports suppressed)"
+            );
+        }
+        self.gauges_not_kept = gauges_not_kept;
+        if let Some(guard) = &self.settings.guard {
+            guard.prune(generation as u32);
+        }
         self.last_series = series.len();
         self.last_duration = started.elapsed();
         Snapshot {
@@ -230,6 +271,20 @@ impl Aggregator {
             );
         }
         gauge(table, "series", &[], self.last_series as f64);
+        gauge(table, "gauges_kept", &[], self.gauges.len() as f64);
+        // Reported one flush late, like `series`: counted while building the last snapshot.
+        counter(table, "gauges_not_kept", &[], self.gauges_not_kept);
+        if let Some(guard) = &self.settings.guard {
+            gauge(
+                table,
+                "guard_tracked_names",
+                &[],
+                guard.tracked_names() as f64,
+            );
+        }
+        for (name, value) in &self.settings.limits {
+            gauge(table, "limit", &[("limit", name)], *value as f64);
+        }
         gauge(
             table,
             "flush_duration_ms",
@@ -351,6 +406,11 @@ impl Flusher {
                 }
             }
         }
+        // Only now that every receiver has swapped: released earlier, the slots one receiver
+        // gave back could be filled by another still in the old interval.
+        if let Some(guard) = &self.aggregator.settings.guard {
+            guard.release(harvests.iter().map(|h| h.table.len()).sum());
+        }
         let totals: Vec<SinkTotals> = self.sinks.iter().map(|s| s.counters().totals()).collect();
         let snapshot =
             Arc::new(
@@ -376,6 +436,10 @@ mod tests {
             delete_idle_gauges: false,
             idle_zero_flushes: 0,
             stats_prefix: None,
+            max_timer_samples: usize::MAX,
+            max_gauges: usize::MAX,
+            limits: Vec::new(),
+            guard: None,
         }
     }
 
@@ -459,6 +523,31 @@ mod tests {
         let out = build(&mut a, vec![harvest(&[("g", g, Sample::Delta(-4.0))], &[])]);
         let Value::Gauge(v) = out[0].1 else { panic!() };
         assert_eq!(v.value, 6.0);
+    }
+
+    #[test]
+    fn gauges_beyond_max_gauges_are_reported_but_not_remembered() {
+        let mut a = Aggregator::new(
+            FlushSettings {
+                max_gauges: 1,
+                ..settings()
+            },
+            vec![],
+        );
+        let g = MetricType::Gauge;
+        let set = |name| harvest(&[(name, g, Sample::Value(5.0))], &[]);
+        let out = build(&mut a, vec![set("a"), set("b")]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(a.gauges_not_kept, 1);
+        // The next interval repeats only the remembered one; an update of it still works.
+        let out = build(&mut a, vec![]);
+        assert_eq!(out.len(), 1);
+        let out = build(
+            &mut a,
+            vec![harvest(&[(out[0].0.name(), g, Sample::Delta(1.0))], &[])],
+        );
+        assert_eq!(out[0].1, gauge(6.0));
+        assert_eq!(a.gauges_not_kept, 0);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod aggregate;
 pub mod cli;
 pub mod config;
 pub mod flush;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod metric;
 pub mod parse;

@@ -20,6 +20,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, setsockopt, sockopt};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
-use crate::aggregate::Table;
+use crate::aggregate::{Refusal, SeriesGuard, Table};
 use crate::logging::RateLimit;
 use crate::metric::Metric;
 use crate::parse::json::JsonParser;
@@ -71,6 +72,10 @@ pub struct ReceiverSettings {
     pub coalesce: Duration,
     pub sanitize_names: bool,
     pub limits: Limits,
+    /// Samples kept per timer series per interval.
+    pub max_timer_samples: usize,
+    /// The cardinality guard, shared by every receiver of the server.
+    pub guard: Arc<SeriesGuard>,
 }
 
 /// Requests from the flusher.
@@ -192,13 +197,23 @@ struct State {
     epoch: Instant,
     protocol: Protocol,
     reject_log: RateLimit,
+    guard: Arc<SeriesGuard>,
+    /// Intervals (harvests) so far: the guard's per-name counts restart with each.
+    generation: u32,
+    refusal_log: RateLimit,
 }
 
 impl Handler for State {
     #[inline]
     fn metric(&mut self, metric: &Metric<'_, '_>) {
-        self.stats.metrics_received += 1;
-        self.table.apply(metric, self.stamp);
+        let (guard, generation) = (&self.guard, self.generation);
+        let applied = self.table.apply_admitted(metric, self.stamp, |series| {
+            guard.admit(series.name, !series.tags.is_empty(), generation)
+        });
+        match applied {
+            Ok(()) => self.stats.metrics_received += 1,
+            Err(refusal) => self.refused(refusal, metric),
+        }
     }
 
     fn reject(&mut self, reason: Reject, input: &[u8]) {
@@ -221,6 +236,30 @@ impl Handler for State {
     }
 }
 
+impl State {
+    #[cold]
+    fn refused(&mut self, refusal: Refusal, metric: &Metric<'_, '_>) {
+        let limit = match refusal {
+            Refusal::Series => {
+                self.stats.series_rejected += 1;
+                "limits.max_series"
+            }
+            Refusal::TagSets => {
+                self.stats.tag_sets_rejected += 1;
+                "limits.max_tag_sets_per_name"
+            }
+        };
+        if let Some(suppressed) = self.refusal_log.allow() {
+            log::warn!(
+                "{}: new series of {:?} rejected: {limit} reached for this interval; known \
+                 series keep updating ({suppressed} more rejected since the last report)",
+                self.protocol.name(),
+                metric.series.name,
+            );
+        }
+    }
+}
+
 impl ReceiverThread {
     fn new(socket: UdpSocket, settings: ReceiverSettings) -> ReceiverThread {
         let parser = match settings.protocol {
@@ -236,12 +275,15 @@ impl ReceiverThread {
             lengths: Vec::with_capacity(settings.batch_size),
             headers: MultiHeaders::preallocate(settings.batch_size, None),
             state: State {
-                table: Table::new(),
+                table: Table::with_capacity(0, settings.max_timer_samples),
                 stats: ReceiverStats::default(),
                 stamp: 0,
                 epoch: Instant::now(),
                 protocol: settings.protocol,
                 reject_log: RateLimit::new(Duration::from_secs(10)),
+                guard: Arc::clone(&settings.guard),
+                generation: 0,
+                refusal_log: RateLimit::new(Duration::from_secs(10)),
             },
             error_log: RateLimit::new(Duration::from_secs(10)),
             socket,
@@ -277,11 +319,17 @@ impl ReceiverThread {
 
     /// Takes the table and counters, leaving empty ones sized like the last interval.
     fn harvest(&mut self) -> Harvest {
-        let capacity_hint = self.state.table.len();
+        let state = &mut self.state;
+        let capacity_hint = state.table.len();
+        let fresh = Table::with_capacity(capacity_hint, self.settings.max_timer_samples);
+        let table = std::mem::replace(&mut state.table, fresh);
+        state.generation = state.generation.wrapping_add(1);
+        let mut stats = std::mem::take(&mut state.stats);
+        stats.timer_samples_reservoir = table.reservoir_samples();
         Harvest {
             protocol: self.settings.protocol,
-            table: std::mem::replace(&mut self.state.table, Table::with_capacity(capacity_hint)),
-            stats: std::mem::take(&mut self.state.stats),
+            table,
+            stats,
         }
     }
 

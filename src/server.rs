@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 
+use crate::aggregate::SeriesGuard;
 use crate::config::{Config, ConfigError, ListenerConfig, SinkConfig};
 use crate::flush::{Aggregator, FlushSettings, Flusher};
 use crate::receive::{self, Protocol, ReceiverSettings};
@@ -87,6 +88,7 @@ impl Server {
     pub fn start_with_sinks(config: &Config, sinks: Vec<BuiltSink>) -> Result<Server, StartError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (harvest_tx, harvest_rx) = unbounded();
+        let guard = Arc::new(SeriesGuard::new(&config.limits.aggregate()));
         let mut controls = Vec::new();
         let mut receivers = Vec::new();
         let mut listeners = Vec::new();
@@ -110,7 +112,9 @@ impl Server {
                 max_datagram_bytes: config.receive.max_datagram_bytes,
                 coalesce: Duration::from_micros(config.receive.coalesce_us),
                 sanitize_names: config.aggregation.sanitize_names,
-                limits: config.limits,
+                limits: config.limits.parse(),
+                max_timer_samples: config.limits.max_timer_samples,
+                guard: Arc::clone(&guard),
             };
             for addr in listen {
                 let group = receive::bind_group(*addr, count, config.receive.rcvbuf_bytes)
@@ -160,6 +164,10 @@ impl Server {
             delete_idle_gauges: config.aggregation.delete_idle_gauges,
             idle_zero_flushes: config.aggregation.idle_zero_flushes,
             stats_prefix: config.stats.enabled.then(|| config.stats.prefix.clone()),
+            max_timer_samples: config.limits.max_timer_samples,
+            max_gauges: config.limits.max_gauges,
+            limits: config.limit_values(),
+            guard: Some(guard),
         };
         let mut buffers: Vec<(Protocol, usize)> = Vec::new();
         for (p, _, bytes) in &listeners {

@@ -56,9 +56,17 @@ impl Snapshot {
             }
             Value::Gauge(g) => emit("value", g.value),
             Value::Set(members) => emit("count", members.len() as f64),
-            Value::Samples(s) => {
-                timer::for_each_stat(&s.values, s.count, &self.percentiles, secs, emit)
-            }
+            Value::Samples(s) => match &s.totals {
+                None => timer::for_each_stat(&s.values, s.count, &self.percentiles, secs, emit),
+                Some(totals) => timer::for_each_stat_sampled(
+                    &s.values,
+                    totals,
+                    s.count,
+                    &self.percentiles,
+                    secs,
+                    emit,
+                ),
+            },
         }
     }
 }

@@ -9,6 +9,9 @@
 //! | `truncated_datagrams` | counter | `listener` | datagrams larger than `max_datagram_bytes` (complete lines kept) |
 //! | `recv_errors` | counter | `listener` | socket errors other than timeouts |
 //! | `metrics_received` | counter | `listener` | metric values aggregated |
+//! | `series_rejected` | counter | `listener` | metrics of new series refused: `limits.max_series` reached |
+//! | `tag_sets_rejected` | counter | `listener` | metrics of new series refused: `limits.max_tag_sets_per_name` reached for their name |
+//! | `timer_samples_reservoir` | counter | `listener` | timer samples beyond `limits.max_timer_samples` (went through the reservoir; count and sum stay exact) |
 //! | `bad_lines` | counter | `listener`, `reason` | rejected lines/objects ([`Reject`]) |
 //! | `events_skipped` | counter | `listener` | DogStatsD events skipped |
 //! | `service_checks_skipped` | counter | `listener` | DogStatsD service checks skipped |
@@ -37,6 +40,9 @@ pub struct ReceiverStats {
     pub truncated_datagrams: u64,
     pub recv_errors: u64,
     pub metrics_received: u64,
+    pub series_rejected: u64,
+    pub tag_sets_rejected: u64,
+    pub timer_samples_reservoir: u64,
     pub events_skipped: u64,
     pub service_checks_skipped: u64,
     pub bad_lines: [u64; Reject::ALL.len()],
@@ -51,6 +57,9 @@ impl ReceiverStats {
         self.truncated_datagrams += other.truncated_datagrams;
         self.recv_errors += other.recv_errors;
         self.metrics_received += other.metrics_received;
+        self.series_rejected += other.series_rejected;
+        self.tag_sets_rejected += other.tag_sets_rejected;
+        self.timer_samples_reservoir += other.timer_samples_reservoir;
         self.events_skipped += other.events_skipped;
         self.service_checks_skipped += other.service_checks_skipped;
         for (a, b) in self.bad_lines.iter_mut().zip(other.bad_lines.iter()) {
@@ -59,7 +68,7 @@ impl ReceiverStats {
     }
 
     /// Every counter as (series name suffix, value); `bad_lines` per reason is separate.
-    pub fn counters(&self) -> [(&'static str, u64); 8] {
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
         [
             ("packets_received", self.packets_received),
             ("bytes_received", self.bytes_received),
@@ -67,6 +76,9 @@ impl ReceiverStats {
             ("truncated_datagrams", self.truncated_datagrams),
             ("recv_errors", self.recv_errors),
             ("metrics_received", self.metrics_received),
+            ("series_rejected", self.series_rejected),
+            ("tag_sets_rejected", self.tag_sets_rejected),
+            ("timer_samples_reservoir", self.timer_samples_reservoir),
             ("events_skipped", self.events_skipped),
             ("service_checks_skipped", self.service_checks_skipped),
         ]

@@ -37,5 +37,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> fuzzing (${FUZZ_SECONDS:-60} s per target; crashes fail the run)"
+bash tools/fuzz.sh "${FUZZ_SECONDS:-60}"
 echo "==> packages"
 bash tools/test-packages.sh

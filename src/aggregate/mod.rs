@@ -7,10 +7,14 @@
 //! - [`Table`] is owned by one receiver thread; nothing else touches it until the flusher
 //!   takes it whole.
 //! - [`timer`] computes Etsy's timer statistics from a sorted sample list.
+//! - [`SeriesGuard`] is the cardinality guard the receivers share: it bounds the series
+//!   held per interval, overall and per metric name.
 
+mod guard;
 mod table;
 pub mod timer;
 mod value;
 
+pub use guard::{AggregateLimits, Refusal, SeriesGuard};
 pub use table::Table;
-pub use value::{Gauge, Samples, Value};
+pub use value::{Gauge, Samples, Totals, Value};

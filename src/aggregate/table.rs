@@ -1,38 +1,69 @@
 //! The per-thread aggregation table.
 
+use std::convert::Infallible;
+
 use hashbrown::HashMap;
 
 use crate::aggregate::Value;
-use crate::metric::{Metric, SeriesKey};
+use crate::metric::{Metric, SeriesKey, SeriesRef};
 
 /// Series → aggregate, written by exactly one receiver thread.
 ///
 /// Lookups use the parser's borrowed [`crate::metric::SeriesRef`], so updating a series the
 /// table already holds allocates nothing; only a series' first sample in an interval copies
 /// its name and tags.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Table {
     series: HashMap<SeriesKey, Value>,
+    /// Samples kept per timer series (`limits.max_timer_samples`).
+    max_samples: usize,
+    /// Samples that went to a timer's reservoir instead of being kept outright.
+    reservoir_samples: u64,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::with_capacity(0, usize::MAX)
+    }
 }
 
 impl Table {
+    /// An empty table that keeps every timer sample.
     pub fn new() -> Table {
         Table::default()
     }
 
-    /// An empty table with room for `series` series without rehashing.
-    pub fn with_capacity(series: usize) -> Table {
+    /// An empty table with room for `series` series without rehashing, keeping at most
+    /// `max_samples` samples per timer series.
+    pub fn with_capacity(series: usize, max_samples: usize) -> Table {
         Table {
             series: HashMap::with_capacity(series),
+            max_samples,
+            reservoir_samples: 0,
         }
     }
 
     /// Applies one metric. `stamp` orders absolute gauge sets across threads.
     #[inline]
     pub fn apply(&mut self, metric: &Metric<'_, '_>, stamp: u64) {
+        let Ok(()) = self.apply_admitted(metric, stamp, |_| Ok::<(), Infallible>(()));
+    }
+
+    /// Applies one metric; a series new to this table is inserted only if `admit` allows it
+    /// (the cardinality guard), else `admit`'s error is returned and nothing changes.
+    #[inline]
+    pub fn apply_admitted<E>(
+        &mut self,
+        metric: &Metric<'_, '_>,
+        stamp: u64,
+        admit: impl FnOnce(&SeriesRef<'_, '_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if let Some(v) = self.series.get_mut(&metric.series) {
-            v.update(&metric.sample, metric.sample_rate, stamp);
+            if !v.update(&metric.sample, metric.sample_rate, stamp, self.max_samples) {
+                self.reservoir_samples += 1;
+            }
         } else {
+            admit(&metric.series)?;
             self.series.insert(
                 metric.series.to_key(),
                 Value::new(
@@ -43,12 +74,13 @@ impl Table {
                 ),
             );
         }
+        Ok(())
     }
 
     /// Folds a value into the series `key` (merging when present).
     pub fn merge_value(&mut self, key: SeriesKey, value: Value) {
         match self.series.get_mut(&key) {
-            Some(v) => v.merge(value),
+            Some(v) => v.merge(value, self.max_samples),
             None => {
                 self.series.insert(key, value);
             }
@@ -57,6 +89,7 @@ impl Table {
 
     /// Folds every series of `other` into `self`.
     pub fn merge(&mut self, other: Table) {
+        self.reservoir_samples += other.reservoir_samples;
         if self.series.is_empty() {
             // Cheapest case (one receiver, or the first table): adopt the map.
             let _ = std::mem::replace(&mut self.series, other.series);
@@ -74,6 +107,16 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.series.is_empty()
+    }
+
+    /// Samples this table (and the tables merged into it) sent to a timer reservoir.
+    pub fn reservoir_samples(&self) -> u64 {
+        self.reservoir_samples
+    }
+
+    /// The cap on samples per timer series this table applies.
+    pub fn max_samples(&self) -> usize {
+        self.max_samples
     }
 
     pub fn get(&self, key: &SeriesKey) -> Option<&Value> {
@@ -118,5 +161,23 @@ mod tests {
         assert_eq!(b.get(&key), Some(&Value::Counter(13.0)));
         let plain = SeriesKey::new("c", MetricType::Counter, Vec::<(&str, &str)>::new());
         assert_eq!(b.get(&plain), Some(&Value::Counter(5.0)));
+    }
+
+    #[test]
+    fn refused_series_are_not_inserted_but_known_ones_update() {
+        let mut t = Table::new();
+        t.apply(&metric("known", &[], 1.0), 0);
+        let refuse = |_: &SeriesRef<'_, '_>| Err("full");
+        assert_eq!(
+            t.apply_admitted(&metric("new", &[], 1.0), 0, refuse),
+            Err("full")
+        );
+        assert_eq!(
+            t.apply_admitted(&metric("known", &[], 2.0), 0, refuse),
+            Ok(())
+        );
+        assert_eq!(t.len(), 1);
+        let key = SeriesKey::new("known", MetricType::Counter, Vec::<(&str, &str)>::new());
+        assert_eq!(t.get(&key), Some(&Value::Counter(3.0)));
     }
 }

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::aggregate::Totals;
+
 /// One configured percentile threshold with its precomputed statistic names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Percentile {
@@ -131,6 +133,67 @@ pub fn for_each_stat(
     emit("count_ps", count / interval_secs);
     emit("sum", sum);
     emit("sum_squares", sum_squares);
+    emit("mean", mean);
+    emit("median", median);
+}
+
+/// Like [`for_each_stat`] (same names, same order) for a timer that saw more samples than
+/// it keeps: `sorted` is a uniform reservoir and `totals` are exact.
+///
+/// Exact: `count`, `count_ps`, `count_<p>`, `sum`, `sum_squares`, `mean`, `upper`, `lower`
+/// and `std` (from the exact sums). Estimated from the reservoir: `median`, `upper_<p>`
+/// (`lower_top<p>`) and `mean_<p>`; `sum_<p>` and `sum_squares_<p>` are the reservoir's
+/// tail mean (mean of squares) times the exact `count_<p>`.
+pub fn for_each_stat_sampled(
+    sorted: &[f64],
+    totals: &Totals,
+    count: f64,
+    percentiles: &[Percentile],
+    interval_secs: f64,
+    mut emit: impl FnMut(&str, f64),
+) {
+    let n = sorted.len();
+    if n == 0 || totals.seen == 0 {
+        return for_each_stat(sorted, count, percentiles, interval_secs, emit);
+    }
+    let seen = totals.seen as f64;
+    for p in percentiles {
+        let share = p.value.abs() / 100.0;
+        let k = (share * seen + 0.5).floor();
+        if k == 0.0 {
+            continue;
+        }
+        let kr = ((share * n as f64 + 0.5).floor() as usize).clamp(1, n);
+        let tail = if p.value > 0.0 {
+            &sorted[..kr]
+        } else {
+            &sorted[n - kr..]
+        };
+        let bound = if p.value > 0.0 { tail[kr - 1] } else { tail[0] };
+        let (s, sq) = running_sums(tail, kr);
+        emit(&p.names[0], k);
+        emit(&p.names[1], s / kr as f64);
+        emit(&p.names[2], bound);
+        emit(&p.names[3], s / kr as f64 * k);
+        emit(&p.names[4], sq / kr as f64 * k);
+    }
+    let mean = totals.sum / seen;
+    let mid = n / 2;
+    let median = if n % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    };
+    emit(
+        "std",
+        (totals.sum_squares / seen - mean * mean).max(0.0).sqrt(),
+    );
+    emit("upper", totals.max);
+    emit("lower", totals.min);
+    emit("count", count);
+    emit("count_ps", count / interval_secs);
+    emit("sum", totals.sum);
+    emit("sum_squares", totals.sum_squares);
     emit("mean", mean);
     emit("median", median);
 }
@@ -290,5 +353,51 @@ mod tests {
         assert_eq!(Percentile::new(-10.0).unwrap().names[2], "lower_top10");
         assert_eq!(Percentile::new(99.9).unwrap().names[0], "count_99_9");
         assert_eq!(Percentile::new(100.0).unwrap().names[2], "upper_100");
+    }
+
+    #[test]
+    fn sampled_stats_keep_exact_totals_and_estimate_from_the_reservoir() {
+        // Reservoir 1..=10 standing for 1,000 samples whose exact totals are given.
+        let reservoir: Vec<f64> = (1..=10).map(f64::from).collect();
+        let totals = Totals {
+            seen: 1000,
+            sum: 5000.0,
+            sum_squares: 40_000.0,
+            min: 0.5,
+            max: 12.0,
+        };
+        let pcts = [
+            Percentile::new(90.0).unwrap(),
+            Percentile::new(-10.0).unwrap(),
+        ];
+        let mut got = BTreeMap::new();
+        for_each_stat_sampled(&reservoir, &totals, 2000.0, &pcts, 10.0, |k, v| {
+            assert!(got.insert(k.to_string(), v).is_none(), "duplicate {k}");
+        });
+        let expected = [
+            // 90 %: 900 of the 1,000 samples; the reservoir's lowest 9 (1..=9) estimate them.
+            ("count_90", 900.0),
+            ("mean_90", 5.0),
+            ("upper_90", 9.0),
+            ("sum_90", 4500.0),
+            ("sum_squares_90", 285.0 / 9.0 * 900.0),
+            // top 10 %: the reservoir's highest value.
+            ("count_top10", 100.0),
+            ("mean_top10", 10.0),
+            ("lower_top10", 10.0),
+            ("sum_top10", 1000.0),
+            ("sum_squares_top10", 10_000.0),
+            ("std", (40.0f64 - 25.0).sqrt()),
+            ("upper", 12.0),
+            ("lower", 0.5),
+            ("count", 2000.0),
+            ("count_ps", 200.0),
+            ("sum", 5000.0),
+            ("sum_squares", 40_000.0),
+            ("mean", 5.0),
+            ("median", 5.5),
+        ];
+        check(&got, &expected);
+        assert_eq!(got.len(), expected.len());
     }
 }

@@ -115,9 +115,8 @@ impl Reject {
 
 /// Size limits on what one metric may carry, so a hostile client cannot make a single
 /// series arbitrarily large. Lengths are in bytes of the received text (before sanitizing).
-/// The `[limits]` section of the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Part of the `[limits]` section of the configuration ([`crate::config::LimitsConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_name_bytes: usize,
     pub max_tags: usize,

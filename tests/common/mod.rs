@@ -137,6 +137,10 @@ impl Daemon {
             .unwrap();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     pub fn signal(&self, signal: Signal) {
         let pid = self.child.as_ref().unwrap().id();
         kill(Pid::from_raw(pid as i32), signal).unwrap();

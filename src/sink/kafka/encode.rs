@@ -23,7 +23,6 @@
 use serde::Deserialize;
 
 use crate::aggregate::Value;
-use crate::aggregate::timer;
 use crate::logging::rfc3339_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::sink::json::{render_nested, write_num, write_plain_key, write_str, write_str_prefixed};
@@ -188,7 +187,7 @@ fn primary_value(value: &Value) -> f64 {
         Value::Counter(sum) => *sum,
         Value::Gauge(g) => g.value,
         Value::Set(members) => members.len() as f64,
-        Value::Samples(s) => timer::mean(&s.values),
+        Value::Samples(s) => s.mean(),
     }
 }
 

@@ -1,0 +1,130 @@
+//! The fuzz harnesses: one function per cargo-fuzz target in `fuzz/`.
+//!
+//! They live in the library so that `tests/fuzz_regressions.rs` replays every checked-in
+//! seed and every past crash through exactly the code the fuzzer runs. Each function must
+//! not panic for any input; the assertions inside state what must hold for every input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::aggregate::timer::Percentile;
+use crate::aggregate::{AggregateLimits, SeriesGuard, Table};
+use crate::config::Config;
+use crate::flush::{Aggregator, FlushSettings};
+use crate::metric::Metric;
+use crate::parse::json::JsonParser;
+use crate::parse::line::LineParser;
+use crate::parse::{Handler, Reject, Skip};
+use crate::receive::{Harvest, Protocol};
+use crate::sink::json::render_nested;
+use crate::stats::ReceiverStats;
+
+/// A receiver's handler in miniature: a small cardinality guard and a small timer cap, so
+/// fuzzed input reaches the refusal and reservoir paths too.
+struct Receiver {
+    table: Table,
+    guard: Arc<SeriesGuard>,
+}
+
+impl Receiver {
+    fn new(guard: &Arc<SeriesGuard>) -> Receiver {
+        Receiver {
+            table: Table::with_capacity(0, 4),
+            guard: Arc::clone(guard),
+        }
+    }
+}
+
+impl Handler for Receiver {
+    fn metric(&mut self, metric: &Metric<'_, '_>) {
+        assert!(metric.sample_rate > 0.0 && metric.sample_rate <= 1.0);
+        assert!(!metric.series.name.is_empty());
+        let guard = &self.guard;
+        let _ = self.table.apply_admitted(metric, 1, |series| {
+            guard.admit(series.name, !series.tags.is_empty(), 0)
+        });
+    }
+    fn reject(&mut self, _reason: Reject, _input: &[u8]) {}
+    fn skip(&mut self, _kind: Skip) {}
+}
+
+fn small_guard() -> Arc<SeriesGuard> {
+    Arc::new(SeriesGuard::new(&AggregateLimits {
+        max_series: 64,
+        max_tag_sets_per_name: 8,
+        max_timer_samples: 4,
+        max_gauges: 16,
+    }))
+}
+
+/// The line parser, with and without name sanitizing.
+pub fn line_parser(data: &[u8]) {
+    let guard = small_guard();
+    let mut receiver = Receiver::new(&guard);
+    LineParser::new(true).parse_datagram(data, &mut receiver);
+    LineParser::new(false).parse_datagram(data, &mut receiver);
+}
+
+/// The JSON parser (it parses in place, so on a copy).
+pub fn json_parser(data: &[u8]) {
+    let guard = small_guard();
+    let mut receiver = Receiver::new(&guard);
+    JsonParser::new(true).parse_datagram(&mut data.to_vec(), &mut receiver);
+}
+
+/// The whole path for one datagram: both parsers into per-thread tables, two flushes
+/// (merge, gauge persistence, idle zeros, global tags, sorting), Etsy statistics and the
+/// JSON rendering of every series.
+pub fn datagram_to_snapshot(data: &[u8]) {
+    let guard = small_guard();
+    let mut line = Receiver::new(&guard);
+    LineParser::new(true).parse_datagram(data, &mut line);
+    let mut json = Receiver::new(&guard);
+    JsonParser::new(false).parse_datagram(&mut data.to_vec(), &mut json);
+    let percentiles: Vec<Percentile> = [90.0, -10.0, 99.9]
+        .into_iter()
+        .map(|p| Percentile::new(p).unwrap())
+        .collect();
+    let mut aggregator = Aggregator::new(
+        FlushSettings {
+            interval: Duration::from_secs(10),
+            percentiles: Arc::from(percentiles),
+            global_tags: vec![("host".into(), "fuzz".into())],
+            delete_idle_gauges: false,
+            idle_zero_flushes: 1,
+            stats_prefix: Some("rstatsd.".into()),
+            max_timer_samples: 4,
+            max_gauges: 16,
+            limits: vec![("limits.max_series", 64)],
+            guard: Some(Arc::clone(&guard)),
+        },
+        vec![(Protocol::Statsd, 4096)],
+    );
+    let harvest = |table| Harvest {
+        protocol: Protocol::Statsd,
+        table,
+        stats: ReceiverStats::default(),
+    };
+    // The second flush exercises persisted gauges and idle zeros.
+    for tables in [vec![harvest(line.table), harvest(json.table)], vec![]] {
+        let snapshot = aggregator.build(tables, &mut [], &[], 1_795_323_600_000);
+        let mut out = String::new();
+        for i in 0..snapshot.series.len() {
+            out.clear();
+            render_nested(&mut out, &snapshot, i);
+            assert!(out.starts_with('{') && out.ends_with('}'));
+        }
+    }
+}
+
+/// The configuration loader and validator on arbitrary text.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(config) = Config::parse(text) {
+        let _ = config.validate(None);
+        let _ = config.percentiles();
+        let _ = config.limit_values();
+    }
+}
