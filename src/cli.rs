@@ -148,6 +148,11 @@ pub struct Cli {
     #[arg(long)]
     pub console: bool,
 
+    /// Send aggregates to carbon at these destinations (comma separated), through the sink
+    /// named `graphite` (created with defaults if the file does not define it).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub graphite: Vec<String>,
+
     /// Send aggregates to Kafka at these brokers (comma separated), through the sink named
     /// `kafka` (created with defaults if the file does not define it).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
@@ -204,9 +209,30 @@ impl Cli {
             None => Config::default(),
         };
         self.apply_kafka(&mut config)?;
+        self.apply_graphite(&mut config)?;
         self.apply(&mut config);
         config.validate(self.config.as_deref())?;
         Ok(config)
+    }
+
+    /// `--graphite`: the destinations of the sink named `graphite`.
+    fn apply_graphite(&self, config: &mut Config) -> Result<(), ConfigError> {
+        if self.graphite.is_empty() {
+            return Ok(());
+        }
+        let sink = config
+            .sinks
+            .entry("graphite".into())
+            .or_insert_with(|| SinkConfig::Graphite(Box::default()));
+        let SinkConfig::Graphite(graphite) = sink else {
+            return Err(ConfigError {
+                file: None,
+                key: "sinks.graphite".into(),
+                reason: "--graphite needs the sink named `graphite` to be of type graphite".into(),
+            });
+        };
+        graphite.destinations = self.graphite.clone();
+        Ok(())
     }
 
     /// The `--kafka-*` flags: they configure the sink named `kafka`.

@@ -70,6 +70,7 @@ use crate::aggregate::AggregateLimits;
 use crate::aggregate::timer::Percentile;
 use crate::parse::Limits;
 use crate::sink::console::ConsoleConfig;
+use crate::sink::graphite::GraphiteConfig;
 #[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaConfig;
 
@@ -202,6 +203,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     Console(ConsoleConfig),
+    Graphite(Box<GraphiteConfig>),
     #[cfg(feature = "kafka")]
     Kafka(Box<KafkaConfig>),
 }
@@ -220,7 +222,7 @@ impl<'de> Deserialize<'de> for SinkConfig {
             Some(_) => return Err(D::Error::custom(format!("type{INNER_KEY}must be a string"))),
             None => {
                 return Err(D::Error::custom(
-                    "missing `type` (\"console\" or \"kafka\")",
+                    "missing `type` (\"console\", \"graphite\" or \"kafka\")",
                 ));
             }
         };
@@ -232,6 +234,9 @@ impl<'de> Deserialize<'de> for SinkConfig {
             "console" => serde_path_to_error::deserialize(rest)
                 .map(SinkConfig::Console)
                 .map_err(inner_error),
+            "graphite" => serde_path_to_error::deserialize(rest)
+                .map(|g| SinkConfig::Graphite(Box::new(g)))
+                .map_err(inner_error),
             #[cfg(feature = "kafka")]
             "kafka" => serde_path_to_error::deserialize(rest)
                 .map(|k| SinkConfig::Kafka(Box::new(k)))
@@ -241,7 +246,7 @@ impl<'de> Deserialize<'de> for SinkConfig {
                 "type{INNER_KEY}this rstatsd was built without the `kafka` feature"
             ))),
             other => Err(D::Error::custom(format!(
-                "type{INNER_KEY}unknown sink type {other:?} (use \"console\" or \"kafka\")"
+                "type{INNER_KEY}unknown sink type {other:?} (use \"console\", \"graphite\" or \"kafka\")"
             ))),
         }
     }
@@ -463,12 +468,15 @@ impl Config {
                 return Err(err("tags", "tag keys must not be empty".into()));
             }
         }
-        #[cfg(feature = "kafka")]
         for (name, sink) in &self.sinks {
-            if let SinkConfig::Kafka(k) = sink {
-                k.validate(&format!("sinks.{name}"))
-                    .map_err(|(key, reason)| err(&key, reason))?;
-            }
+            let prefix = format!("sinks.{name}");
+            let checked = match sink {
+                SinkConfig::Console(_) => Ok(()),
+                SinkConfig::Graphite(g) => g.validate(&prefix),
+                #[cfg(feature = "kafka")]
+                SinkConfig::Kafka(k) => k.validate(&prefix),
+            };
+            checked.map_err(|(key, reason)| err(&key, reason))?;
         }
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return Err(err(

@@ -16,9 +16,10 @@ use crate::config::{Config, ConfigError, ListenerConfig, SinkConfig};
 use crate::flush::{Aggregator, FlushSettings, Flusher};
 use crate::receive::{self, Protocol, ReceiverSettings};
 use crate::sink::console::ConsoleSink;
+use crate::sink::graphite::{GraphiteSink, Renderer};
 #[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaSink;
-use crate::sink::{BuiltSink, SinkHandle, SinkTotals};
+use crate::sink::{BuiltSink, SinkCounters, SinkHandle, SinkTotals};
 
 /// A start-up failure: a socket that cannot be bound, a thread that cannot start.
 #[derive(Debug)]
@@ -245,17 +246,40 @@ pub fn build_sinks(config: &Config) -> Result<Vec<BuiltSink>, ConfigError> {
         .sinks
         .iter()
         .map(|(name, sc)| match sc {
-            SinkConfig::Console(_) => Ok(console(name)),
+            SinkConfig::Console(_) => Ok(vec![console(name)]),
+            SinkConfig::Graphite(g) => {
+                let renderer = Arc::new(Renderer::new(g));
+                Ok(g.destinations
+                    .iter()
+                    .map(|dest| {
+                        let name = format!("{name}/{dest}");
+                        let counters: Arc<SinkCounters> = Arc::default();
+                        let sink = GraphiteSink::new(
+                            &name,
+                            dest,
+                            Arc::clone(&renderer),
+                            g,
+                            Arc::clone(&counters),
+                        );
+                        BuiltSink {
+                            name,
+                            sink: Box::new(sink),
+                            counters,
+                        }
+                    })
+                    .collect())
+            }
             #[cfg(feature = "kafka")]
             SinkConfig::Kafka(k) => {
                 let counters = Arc::default();
                 let sink = KafkaSink::new(name, k, Arc::clone(&counters))?;
-                Ok(BuiltSink {
+                Ok(vec![BuiltSink {
                     name: name.clone(),
                     sink: Box::new(sink),
                     counters,
-                })
+                }])
             }
         })
-        .collect()
+        .collect::<Result<Vec<Vec<BuiltSink>>, _>>()
+        .map(|sinks| sinks.into_iter().flatten().collect())
 }

@@ -64,6 +64,22 @@ fn invalid_value() {
         e.contains("key `limits.max_tags`: must be at least 1"),
         "{e}"
     );
+    let e = config_error(
+        "graphite",
+        "[sinks.g]\ntype = \"graphite\"\ndestinations = [\"carbon\"]\n",
+    );
+    assert!(
+        e.contains("key `sinks.g.destinations[0]`: \"carbon\" is not host:port"),
+        "{e}"
+    );
+    let e = config_error(
+        "bins",
+        "[sinks.g]\ntype = \"graphite\"\nhistogram = [{ metric = \"a\", bins = [1, \"max\"] }]\n",
+    );
+    assert!(
+        e.contains("key `sinks.g.histogram[0].bins[1]`: must be a finite number or \"inf\""),
+        "{e}"
+    );
     let e = config_error("batch", "[receive]\nbatch_size = 0\n");
     assert!(
         e.contains("key `receive.batch_size`: must be between 1 and 1024"),

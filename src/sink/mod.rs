@@ -9,6 +9,7 @@
 //! between snapshots through [`Sink::poll_interval`].
 
 pub mod console;
+pub mod graphite;
 pub mod json;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -27,6 +27,8 @@ pub struct Daemon {
     pub pystatsd: Option<SocketAddr>,
     stdout: Option<thread::JoinHandle<Vec<String>>>,
     stderr: Option<thread::JoinHandle<Vec<String>>>,
+    /// Each stdout line as it is printed (the console sink's records).
+    stdout_lines: mpsc::Receiver<String>,
 }
 
 /// What the daemon printed, after it exited.
@@ -79,11 +81,14 @@ impl Daemon {
         let mut child = cmd.spawn().expect("spawn rstatsd");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let (stdout_tx, stdout_lines) = mpsc::channel();
         let stdout = thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect()
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = stdout_tx.send(line.clone());
+                lines.push(line);
+            }
+            lines
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
@@ -100,6 +105,7 @@ impl Daemon {
             pystatsd: None,
             stdout: Some(stdout),
             stderr: Some(stderr),
+            stdout_lines,
         };
         loop {
             let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
@@ -135,6 +141,22 @@ impl Daemon {
         socket
             .send_to(payload, self.pystatsd.expect("pystatsd listener"))
             .unwrap();
+    }
+
+    /// Waits for the next console record whose JSON satisfies `pred` (skipping others).
+    pub fn wait_record(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .stdout_lines
+                .recv_timeout(left)
+                .expect("no matching console record in time");
+            let record: Value = serde_json::from_str(&line).unwrap();
+            if pred(&record) {
+                return record;
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {

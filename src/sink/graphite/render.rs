@@ -1,0 +1,413 @@
+//! Etsy statsd's Graphite naming and number printing (`backends/graphite.js`), reproduced.
+//!
+//! | type | non-legacy (`legacy_namespace = false`) | legacy (Etsy's default) |
+//! |---|---|---|
+//! | counter, trace | `<p>.counters.<k>.rate`, `<p>.counters.<k>.count` | `stats.<k>`, `stats_counts.<k>` |
+//! | timer, histogram, distribution | `<p>.timers.<k>.<stat>`, `….histogram.bin_<ub>` | `stats.timers.<k>.<stat>` |
+//! | gauge | `<p>.gauges.<k>` | `stats.gauges.<k>` |
+//! | set | `<p>.sets.<k>.count` | `stats.sets.<k>.count` |
+//! | per flush | `<p>.statsd.numStats` | `statsd.numStats` |
+//!
+//! `<p>` is `global_prefix` (default `stats`); each type prefix is configurable and an empty
+//! prefix is left out, as in Etsy. Legacy mode ignores the prefixes, as Etsy does.
+//! `global_suffix` is appended as `.<suffix>` to every path. Tags follow the path as
+//! Graphite 1.1 tags (`path;k=v;k2=v2`, sorted by key), or are left out (`tags = false`).
+//!
+//! Graphite's plaintext protocol splits on whitespace and its tag syntax reserves `;`, `!`,
+//! `^` and `=`: such bytes in a name or tag are replaced by `_` so one series can never
+//! corrupt another line. A tag with an empty value is left out (Graphite requires a value).
+
+use std::fmt::Write as _;
+
+use super::GraphiteConfig;
+use crate::aggregate::Value;
+use crate::aggregate::timer::Percentile;
+use crate::metric::{MetricType, SeriesKey};
+use crate::snapshot::Snapshot;
+
+/// Renders snapshots into plaintext lines; holds the precomputed namespaces.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    counters: String,
+    counts: Option<String>,
+    timers: String,
+    gauges: String,
+    sets: String,
+    num_stats: String,
+    suffix: String,
+    legacy: bool,
+    tags: bool,
+    counter_rates: bool,
+    counter_counts: bool,
+    absolute_counters: bool,
+    timer_stats: Vec<String>,
+    histogram: Vec<(String, Vec<Bin>)>,
+}
+
+/// One histogram bin's upper bound (exclusive), or `inf`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bin {
+    Below(f64),
+    Inf,
+}
+
+impl Bin {
+    /// Etsy: `('bin_' + bound).replace('.', '_')` (only the first dot).
+    fn name(self) -> String {
+        match self {
+            Bin::Below(v) => format!("bin_{}", js_number(v)).replacen('.', "_", 1),
+            Bin::Inf => "bin_inf".into(),
+        }
+    }
+}
+
+fn join(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Renderer {
+    pub fn new(c: &GraphiteConfig) -> Renderer {
+        let p = c.global_prefix.as_str();
+        let (counters, counts, timers, gauges, sets, num_stats) = if c.legacy_namespace {
+            (
+                "stats".to_string(),
+                Some("stats_counts".to_string()),
+                "stats.timers".to_string(),
+                "stats.gauges".to_string(),
+                "stats.sets".to_string(),
+                "statsd.numStats".to_string(),
+            )
+        } else {
+            (
+                join(&[p, &c.prefix_counter]),
+                None,
+                join(&[p, &c.prefix_timer]),
+                join(&[p, &c.prefix_gauge]),
+                join(&[p, &c.prefix_set]),
+                join(&[p, "statsd", "numStats"]),
+            )
+        };
+        Renderer {
+            counters,
+            counts,
+            timers,
+            gauges,
+            sets,
+            num_stats,
+            suffix: if c.global_suffix.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", c.global_suffix)
+            },
+            legacy: c.legacy_namespace,
+            tags: c.tags,
+            counter_rates: c.counter_rates,
+            counter_counts: c.counter_counts,
+            absolute_counters: c.absolute_counters,
+            timer_stats: c.timer_stats.clone(),
+            histogram: c
+                .histogram
+                .iter()
+                .map(|h| (h.metric.clone(), h.bins()))
+                .collect(),
+        }
+    }
+
+    /// Appends every line of `snapshot` to `out`; returns the number of lines.
+    pub fn render(&self, snapshot: &Snapshot, out: &mut Vec<u8>) -> u64 {
+        let ts = snapshot.timestamp_secs();
+        let allowed = self.allowed_timer_stats(&snapshot.percentiles);
+        let mut line = Line {
+            out,
+            ts,
+            lines: 0,
+            suffix: &self.suffix,
+        };
+        let mut num_stats = 0u64;
+        let mut tags = String::new();
+        let mut key = String::new();
+        for (series, value) in &snapshot.series {
+            tags.clear();
+            if self.tags {
+                write_tags(&mut tags, series);
+            }
+            key.clear();
+            push_escaped(&mut key, series.name(), false);
+            num_stats += 1;
+            match (series.metric_type(), value) {
+                (MetricType::Counter | MetricType::Trace, Value::Counter(count)) => {
+                    let secs = snapshot.interval.as_secs_f64();
+                    let rate = if self.absolute_counters {
+                        *count
+                    } else {
+                        count / secs
+                    };
+                    if self.legacy {
+                        if self.counter_rates {
+                            line.emit(&[&self.counters, &key], &tags, rate);
+                        }
+                        if self.counter_counts {
+                            let counts = self.counts.as_deref().unwrap_or_default();
+                            line.emit(&[counts, &key], &tags, *count);
+                        }
+                    } else {
+                        if self.counter_rates {
+                            line.emit(&[&self.counters, &key, "rate"], &tags, rate);
+                        }
+                        if self.counter_counts {
+                            line.emit(&[&self.counters, &key, "count"], &tags, *count);
+                        }
+                    }
+                }
+                (_, Value::Gauge(g)) => line.emit(&[&self.gauges, &key], &tags, g.value),
+                (_, Value::Set(members)) => {
+                    line.emit(&[&self.sets, &key, "count"], &tags, members.len() as f64)
+                }
+                (mtype, value @ Value::Samples(samples)) => {
+                    snapshot.for_each_field(mtype, value, |stat, v| {
+                        if allowed.as_ref().is_none_or(|a| a.iter().any(|s| s == stat)) {
+                            line.emit(&[&self.timers, &key, stat], &tags, v);
+                        }
+                    });
+                    let histogram_on = allowed
+                        .as_ref()
+                        .is_none_or(|a| a.iter().any(|s| s == "histogram"));
+                    if let Some(bins) = self.bins_for(series.name()).filter(|_| histogram_on) {
+                        let scale = samples.seen() as f64 / samples.values.len().max(1) as f64;
+                        for (bin, freq) in bin_counts(&samples.values, bins) {
+                            let name = bin.name();
+                            let freq = (freq as f64 * scale).round();
+                            line.emit(&[&self.timers, &key, "histogram", &name], &tags, freq);
+                        }
+                    }
+                }
+                // A key's type fixes its value's variant; nothing else occurs.
+                _ => num_stats -= 1,
+            }
+        }
+        line.emit(&[&self.num_stats], "", num_stats as f64);
+        line.lines
+    }
+
+    /// Etsy `histogram`: the first entry whose `metric` is a substring of the name.
+    fn bins_for(&self, name: &str) -> Option<&[Bin]> {
+        self.histogram
+            .iter()
+            .find(|(m, _)| name.contains(m.as_str()))
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// Etsy `calculatedTimerMetrics`: `None` sends everything; otherwise the listed
+    /// statistics, where `<stat>_percent` selects that statistic for every percentile
+    /// (`upper_percent` → `upper_90`, `lower_top10`…).
+    fn allowed_timer_stats(&self, percentiles: &[Percentile]) -> Option<Vec<String>> {
+        if self.timer_stats.is_empty() {
+            return None;
+        }
+        let mut allowed = self.timer_stats.clone();
+        for p in percentiles {
+            let bases = [
+                "count",
+                "mean",
+                if p.value() > 0.0 { "upper" } else { "lower" },
+                "sum",
+                "sum_squares",
+            ];
+            for (base, name) in bases.iter().zip(p.names()) {
+                if self
+                    .timer_stats
+                    .iter()
+                    .any(|s| *s == format!("{base}_percent"))
+                {
+                    allowed.push(name.to_string());
+                }
+            }
+        }
+        Some(allowed)
+    }
+}
+
+/// Etsy's binning of sorted samples: each value counts in the first bin whose bound it is
+/// below; values at or above the last finite bound (with no `inf` bin) are not counted.
+fn bin_counts(sorted: &[f64], bins: &[Bin]) -> Vec<(Bin, u64)> {
+    let mut i = 0;
+    bins.iter()
+        .map(|&bin| {
+            let start = i;
+            while i < sorted.len()
+                && (bin == Bin::Inf || matches!(bin, Bin::Below(b) if sorted[i] < b))
+            {
+                i += 1;
+            }
+            (bin, (i - start) as u64)
+        })
+        .collect()
+}
+
+struct Line<'a> {
+    out: &'a mut Vec<u8>,
+    ts: u64,
+    lines: u64,
+    suffix: &'a str,
+}
+
+impl Line<'_> {
+    fn emit(&mut self, parts: &[&str], tags: &str, value: f64) {
+        let mut first = true;
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            if !first {
+                self.out.push(b'.');
+            }
+            first = false;
+            self.out.extend_from_slice(part.as_bytes());
+        }
+        self.out.extend_from_slice(self.suffix.as_bytes());
+        self.out.extend_from_slice(tags.as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(js_number(value).as_bytes());
+        self.out.push(b' ');
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(self.ts).as_bytes());
+        self.out.push(b'\n');
+        self.lines += 1;
+    }
+}
+
+/// `;k=v` for each tag (keys sorted, as series keys keep them).
+fn write_tags(out: &mut String, series: &SeriesKey) {
+    for (k, v) in series.tags() {
+        if k.is_empty() || v.is_empty() {
+            continue;
+        }
+        out.push(';');
+        push_escaped(out, k, true);
+        out.push('=');
+        let start = out.len();
+        push_escaped(out, v, false);
+        // Graphite: a value must not start with `~`.
+        if out[start..].starts_with('~') {
+            out.replace_range(start..start + 1, "_");
+        }
+    }
+}
+
+/// Copies `s`, replacing whitespace and Graphite's reserved `;` (and, in tag keys, `!^=`)
+/// with `_`.
+fn push_escaped(out: &mut String, s: &str, tag_key: bool) {
+    for c in s.chars() {
+        let reserved = c.is_whitespace() || c == ';' || (tag_key && matches!(c, '!' | '^' | '='));
+        out.push(if reserved { '_' } else { c });
+    }
+}
+
+/// A number as JavaScript's `Number.prototype.toString` prints it (what Etsy sends):
+/// integers without a fraction, the shortest digits that round-trip, and exponent notation
+/// below 1e-6 and from 1e21 on (`1e-7`, `1.5e+21`).
+pub fn js_number(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    // Shortest round-trip digits from ryu, normalized to digits × 10^(exp − len).
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v.abs());
+    let (mantissa, exp10) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().expect("ryu exponent")),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{int}{frac}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0');
+    // Position of the decimal point relative to the first significant digit.
+    let n = int.len() as i32 - lead as i32 + exp10;
+    let k = digits.len() as i32;
+    let mut out = String::with_capacity(24);
+    if v < 0.0 {
+        out.push('-');
+    }
+    if k <= n && n <= 21 {
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        out.push_str(&digits[..n as usize]);
+        out.push('.');
+        out.push_str(&digits[n as usize..]);
+    } else if -6 < n && n <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.push_str(digits);
+    } else {
+        out.push_str(&digits[..1]);
+        if k > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let e = n - 1;
+        let _ = write!(out, "e{}{}", if e >= 0 { "+" } else { "-" }, e.abs());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_print_like_javascript() {
+        for (v, js) in [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (1.0, "1"),
+            (-3.0, "-3"),
+            (100.0, "100"),
+            (0.1, "0.1"),
+            (0.3, "0.3"),
+            (1.5, "1.5"),
+            (81.64965809277261, "81.64965809277261"),
+            (2.8722813232690143, "2.8722813232690143"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (0.000001, "0.000001"),
+            (0.0000001, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (123456789012.0, "123456789012"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e21, "1.5e+21"),
+            (9007199254740993.0, "9007199254740992"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e-6 * 1.5, "0.0000015"),
+            (-2.5e-9, "-2.5e-9"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+        ] {
+            assert_eq!(js_number(v), js, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn bins_follow_etsy() {
+        let sorted = [1.0, 5.0, 10.0, 50.0, 500.0, 5000.0];
+        let bins = [Bin::Below(10.0), Bin::Below(100.0), Bin::Inf];
+        assert_eq!(
+            bin_counts(&sorted, &bins),
+            vec![(bins[0], 2), (bins[1], 2), (bins[2], 2)]
+        );
+        // Without `inf`, values at or above the last bound are not counted.
+        let bins = [Bin::Below(0.5), Bin::Below(10.0)];
+        assert_eq!(bin_counts(&sorted, &bins), vec![(bins[0], 0), (bins[1], 2)]);
+        assert_eq!(Bin::Below(0.5).name(), "bin_0_5");
+        assert_eq!(Bin::Below(100.0).name(), "bin_100");
+        assert_eq!(Bin::Inf.name(), "bin_inf");
+    }
+}
