@@ -166,6 +166,22 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT")]
     pub kafka_format: Option<String>,
 
+    /// Etsy management interface address (admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Disable the management interface (admin.enabled = false).
+    #[arg(long)]
+    pub no_admin: bool,
+
+    /// HTTP /health and /metrics address (http.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Disable the HTTP endpoint (http.enabled = false).
+    #[arg(long)]
+    pub no_http: bool,
+
     /// Log level: error, warn, info, debug, trace (log.level).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -323,6 +339,18 @@ impl Cli {
         l.max_gauges = self.max_gauges.unwrap_or(l.max_gauges);
         for (k, v) in &self.tags {
             config.tags.insert(k.clone(), v.clone());
+        }
+        if let Some(a) = self.admin_listen {
+            config.admin.listen = a;
+        }
+        if self.no_admin {
+            config.admin.enabled = false;
+        }
+        if let Some(a) = self.http_listen {
+            config.http.listen = a;
+        }
+        if self.no_http {
+            config.http.enabled = false;
         }
         if let Some(p) = &self.stats_prefix {
             config.stats.prefix = p.clone();

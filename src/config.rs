@@ -43,6 +43,14 @@
 //! [tags]                          # added to every series that lacks the key
 //! # host = "web1"
 //!
+//! [admin]                         # Etsy management interface (TCP): health, stats, counters, …
+//! enabled = true
+//! listen = "127.0.0.1:8126"
+//!
+//! [http]                          # GET /health, GET /metrics (Prometheus)
+//! enabled = true
+//! listen = "127.0.0.1:8080"
+//!
 //! [stats]
 //! enabled = true
 //! prefix = "rstatsd."
@@ -86,6 +94,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Global tags, added to every series that does not carry the key itself.
     pub tags: BTreeMap<String, String>,
+    pub admin: AdminConfig,
+    pub http: HttpConfig,
     pub stats: StatsConfig,
     pub log: LogConfig,
     /// Named sinks. Empty means: one console sink.
@@ -186,6 +196,41 @@ pub struct AggregationConfig {
     pub idle_zero_flushes: u32,
 }
 
+/// `[admin]`: Etsy's management interface (TCP). Loopback by default; binding elsewhere
+/// is an explicit choice.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8126)),
+        }
+    }
+}
+
+/// `[http]`: `/health` and `/metrics`. Loopback by default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
@@ -262,6 +307,8 @@ impl Default for Config {
             aggregation: AggregationConfig::default(),
             limits: LimitsConfig::default(),
             tags: BTreeMap::new(),
+            admin: AdminConfig::default(),
+            http: HttpConfig::default(),
             stats: StatsConfig::default(),
             log: LogConfig::default(),
             sinks: BTreeMap::new(),

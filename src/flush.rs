@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use hashbrown::HashMap;
 
+use crate::admin::{AdminState, FlusherCommand};
 use crate::aggregate::timer::Percentile;
 use crate::aggregate::{Gauge, SeriesGuard, Table, Value};
 use crate::logging::{RateLimit, unix_millis};
@@ -73,6 +74,10 @@ pub struct Aggregator {
     listeners: Vec<(Protocol, usize)>,
     /// New gauges not remembered in the last flush because `max_gauges` was reached.
     gauges_not_kept: u64,
+    /// The last flush's internal statistics (unprefixed), for the admin plane.
+    last_internal: Vec<(SeriesKey, Value)>,
+    /// Inodes of the receivers' sockets, to find their kernel drop counters.
+    socket_inodes: Vec<(Protocol, u64)>,
     gauge_log: RateLimit,
 }
 
@@ -87,8 +92,39 @@ impl Aggregator {
             last_duration: Duration::ZERO,
             listeners,
             gauges_not_kept: 0,
+            last_internal: Vec::new(),
+            socket_inodes: Vec::new(),
             gauge_log: RateLimit::new(Duration::from_secs(60)),
         }
+    }
+
+    /// Reports the kernel's drop counters of these sockets (`socket_drops`).
+    pub fn with_socket_inodes(mut self, inodes: Vec<(Protocol, u64)>) -> Aggregator {
+        self.socket_inodes = inodes;
+        self
+    }
+
+    /// The last flush's internal statistics, named without the prefix.
+    pub fn last_internal(&self) -> &[(SeriesKey, Value)] {
+        &self.last_internal
+    }
+
+    /// Forgets the persisted state (remembered gauges, zero reports owed to idle series) of
+    /// series of `types` whose name matches `pattern` (see [`crate::admin::matches`]).
+    /// Returns the names forgotten.
+    pub fn delete(&mut self, types: &[MetricType], pattern: &str) -> Vec<String> {
+        let mut deleted = Vec::new();
+        let mut forget = |key: &SeriesKey| {
+            let hit =
+                types.contains(&key.metric_type()) && crate::admin::matches(pattern, key.name());
+            if hit {
+                deleted.push(key.name().to_string());
+            }
+            !hit
+        };
+        self.gauges.retain(|key, _| forget(key));
+        self.idle.retain(|key, _| forget(key));
+        deleted
     }
 
     /// Builds the snapshot for one interval from the receivers' harvests and the sinks'
@@ -113,8 +149,18 @@ impl Aggregator {
             }
             merged.merge(harvest.table);
         }
-        if let Some(prefix) = self.settings.stats_prefix.clone() {
-            self.internal_stats(&prefix, &stats, sinks, sink_totals, &mut merged);
+        let mut internal = Table::new();
+        self.internal_stats(&stats, sinks, sink_totals, &mut internal);
+        self.last_internal.clear();
+        self.last_internal.extend(internal.drain());
+        if let Some(prefix) = &self.settings.stats_prefix {
+            for (key, value) in &self.last_internal {
+                let name = format!("{prefix}{}", key.name());
+                merged.merge_value(
+                    SeriesKey::new(name, key.metric_type(), key.tags()),
+                    value.clone(),
+                );
+            }
         }
         if !self.settings.global_tags.is_empty() {
             let mut tagged = Table::with_capacity(merged.len(), self.settings.max_timer_samples);
@@ -218,28 +264,20 @@ impl Aggregator {
         }
     }
 
+    /// The interval's internal statistics, named without the prefix.
     fn internal_stats(
         &self,
-        prefix: &str,
         stats: &[(Protocol, ReceiverStats)],
         sinks: &mut [SinkReport],
         sink_totals: &[SinkTotals],
         table: &mut Table,
     ) {
         let counter = |table: &mut Table, name: &str, tags: &[(&str, &str)], v: u64| {
-            let key = SeriesKey::new(
-                format!("{prefix}{name}"),
-                MetricType::Counter,
-                tags.iter().copied(),
-            );
+            let key = SeriesKey::new(name, MetricType::Counter, tags.iter().copied());
             table.merge_value(key, Value::Counter(v as f64));
         };
         let gauge = |table: &mut Table, name: &str, tags: &[(&str, &str)], v: f64| {
-            let key = SeriesKey::new(
-                format!("{prefix}{name}"),
-                MetricType::Gauge,
-                tags.iter().copied(),
-            );
+            let key = SeriesKey::new(name, MetricType::Gauge, tags.iter().copied());
             table.merge_value(
                 key,
                 Value::Gauge(Gauge {
@@ -260,6 +298,16 @@ impl Aggregator {
                     let tags = [("listener", protocol.name()), ("reason", reason.as_str())];
                     counter(table, "bad_lines", &tags, v);
                 }
+            }
+        }
+        if !self.socket_inodes.is_empty() {
+            for (protocol, drops) in socket_drops(&self.socket_inodes) {
+                gauge(
+                    table,
+                    "socket_drops",
+                    &[("listener", protocol.name())],
+                    drops as f64,
+                );
             }
         }
         for (protocol, bytes) in &self.listeners {
@@ -315,6 +363,34 @@ impl Aggregator {
     }
 }
 
+/// The kernel's cumulative drop counters of our sockets, per listener, from
+/// `/proc/net/udp` and `/proc/net/udp6` (the last column; matched by socket inode). Empty
+/// where /proc is not available.
+fn socket_drops(inodes: &[(Protocol, u64)]) -> Vec<(Protocol, u64)> {
+    let mut out: Vec<(Protocol, u64)> = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(inode), Some(drops)) = (
+                fields.get(9).and_then(|f| f.parse::<u64>().ok()),
+                fields.last().and_then(|f| f.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            if let Some((protocol, _)) = inodes.iter().find(|(_, i)| *i == inode) {
+                match out.iter_mut().find(|(p, _)| p == protocol) {
+                    Some((_, total)) => *total += drops,
+                    None => out.push((*protocol, drops)),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The flusher thread's state.
 pub struct Flusher {
     aggregator: Aggregator,
@@ -322,6 +398,8 @@ pub struct Flusher {
     harvests: Receiver<Harvest>,
     sinks: Vec<SinkHandle>,
     reports: Vec<SinkReport>,
+    /// The admin plane's view, published after each flush, and its requests.
+    admin: Option<(Arc<AdminState>, Receiver<FlusherCommand>)>,
 }
 
 impl Flusher {
@@ -344,7 +422,16 @@ impl Flusher {
             harvests,
             sinks,
             reports,
+            admin: None,
         }
+    }
+
+    /// Publishes every snapshot to `state` and answers its requests between flushes.
+    pub fn with_admin(mut self, state: Arc<AdminState>) -> Flusher {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        state.set_commands(tx);
+        self.admin = Some((state, rx));
+        self
     }
 
     /// Runs until `shutdown` fires (or its sender is dropped), then performs the final
@@ -364,9 +451,19 @@ impl Flusher {
         loop {
             let now = unix_millis(SystemTime::now());
             let boundary = (now / interval_ms + 1) * interval_ms;
-            let last = match shutdown.recv_timeout(Duration::from_millis(boundary - now)) {
-                Err(RecvTimeoutError::Timeout) => false,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            let commands = match &self.admin {
+                Some((_, rx)) => rx.clone(),
+                None => crossbeam_channel::never(),
+            };
+            let last = crossbeam_channel::select! {
+                recv(shutdown) -> _ => true,
+                recv(commands) -> command => {
+                    if let Ok(command) = command {
+                        self.answer(command);
+                    }
+                    continue;
+                }
+                default(Duration::from_millis(boundary - now)) => false,
             };
             let timestamp = if last {
                 unix_millis(SystemTime::now())
@@ -382,6 +479,18 @@ impl Flusher {
             .into_iter()
             .map(|sink| (sink.name().to_string(), sink.finish()))
             .collect()
+    }
+
+    fn answer(&mut self, command: FlusherCommand) {
+        match command {
+            FlusherCommand::Delete {
+                types,
+                pattern,
+                reply,
+            } => {
+                let _ = reply.send(self.aggregator.delete(types, &pattern));
+            }
+        }
     }
 
     fn flush(&mut self, last: bool, timestamp_ms: u64) {
@@ -417,6 +526,10 @@ impl Flusher {
                 self.aggregator
                     .build(harvests, &mut self.reports, &totals, timestamp_ms),
             );
+        // Published first, so whoever sees a sink's output can already query it.
+        if let Some((admin, _)) = &self.admin {
+            admin.publish(Arc::clone(&snapshot), self.aggregator.last_internal());
+        }
         for sink in &self.sinks {
             sink.offer(Arc::clone(&snapshot));
         }

@@ -5,7 +5,7 @@
 //! ```text
 //! receive ──► parse ──► aggregate ──► flush ──► sink
 //! (UDP,       (line,    (per-thread   (swap,     (console,
-//!  recvmmsg)   JSON)     tables)       merge)     Kafka)
+//!  recvmmsg)   JSON)     tables)       merge)     Graphite, Kafka)
 //! ```
 //!
 //! - [`receive`]: SO_REUSEPORT sockets, one receiver thread each, batched `recvmmsg`.
@@ -13,10 +13,13 @@
 //! - [`aggregate`]: mergeable per-series values in tables owned by one thread each.
 //! - [`flush`]: interval timing, table swaps, merging, gauge persistence, internal stats.
 //! - [`sink`]: the [`sink::Sink`] trait and its implementations.
+//! - [`admin`]: off the data path, the management interface and HTTP `/health`, `/metrics`,
+//!   fed by what the flusher publishes once per flush.
 //!
 //! Types that cross stages live in [`metric`] (series identity) and [`snapshot`].
 //! [`config`] and [`cli`] define every setting; [`server`] wires the threads together.
 
+pub mod admin;
 pub mod aggregate;
 pub mod cli;
 pub mod config;

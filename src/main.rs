@@ -77,6 +77,9 @@ fn main() -> ExitCode {
     for (protocol, addr) in server.local_addrs() {
         log::info!("listening: {} udp {addr}", protocol.name());
     }
+    for (name, addr) in server.admin_addrs() {
+        log::info!("listening: {name} tcp {addr}");
+    }
     log::info!(
         "ready: {} receiver threads, flush every {} ms",
         server.receiver_count(),

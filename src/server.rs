@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 
+use crate::admin::{AdminState, http, mgmt};
 use crate::aggregate::SeriesGuard;
 use crate::config::{Config, ConfigError, ListenerConfig, SinkConfig};
 use crate::flush::{Aggregator, FlushSettings, Flusher};
@@ -72,6 +73,8 @@ impl ShutdownHandle {
 /// A running rstatsd.
 pub struct Server {
     listeners: Vec<(Protocol, SocketAddr, usize)>,
+    /// ("admin" | "http", bound address).
+    admin_listeners: Vec<(&'static str, SocketAddr)>,
     receivers: Vec<JoinHandle<()>>,
     flusher: JoinHandle<Vec<(String, SinkTotals)>>,
     shutdown: ShutdownHandle,
@@ -90,9 +93,25 @@ impl Server {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (harvest_tx, harvest_rx) = unbounded();
         let guard = Arc::new(SeriesGuard::new(&config.limits.aggregate()));
+        // The admin plane binds first: a port conflict there must fail start-up before any
+        // receiver thread runs.
+        let io_error = |what: String| move |source| StartError { what, source };
+        let mut admin_listeners = Vec::new();
+        let mut bind_tcp = |name: &'static str, enabled: bool, addr: SocketAddr| {
+            if !enabled {
+                return Ok(None);
+            }
+            let what = format!("cannot listen on {name} tcp {addr}");
+            let listener = std::net::TcpListener::bind(addr).map_err(io_error(what.clone()))?;
+            admin_listeners.push((name, listener.local_addr().map_err(io_error(what))?));
+            Ok::<_, StartError>(Some(listener))
+        };
+        let mgmt_listener = bind_tcp("admin", config.admin.enabled, config.admin.listen)?;
+        let http_listener = bind_tcp("http", config.http.enabled, config.http.listen)?;
         let mut controls = Vec::new();
         let mut receivers = Vec::new();
         let mut listeners = Vec::new();
+        let mut inodes = Vec::new();
         let listener_configs = [
             (Protocol::Statsd, &config.statsd),
             (Protocol::Pystatsd, &config.pystatsd),
@@ -125,6 +144,9 @@ impl Server {
                     })?;
                 listeners.push((protocol, group.local_addr, group.rcvbuf_bytes));
                 for socket in group.sockets {
+                    if let Some(inode) = socket_inode(&socket) {
+                        inodes.push((protocol, inode));
+                    }
                     let (ctl_tx, ctl_rx) = unbounded();
                     let id = receivers.len();
                     let handle =
@@ -177,12 +199,22 @@ impl Server {
             }
         }
         let (shutdown_tx, shutdown_rx) = bounded(1);
+        let admin = Arc::new(AdminState::new(format!("{config:#?}")));
+        if let Some(listener) = mgmt_listener {
+            mgmt::spawn(listener, Arc::clone(&admin))
+                .map_err(io_error("cannot start the admin thread".into()))?;
+        }
+        if let Some(listener) = http_listener {
+            http::spawn(listener, Arc::clone(&admin))
+                .map_err(io_error("cannot start the http thread".into()))?;
+        }
         let flusher = Flusher::new(
-            Aggregator::new(settings, buffers),
+            Aggregator::new(settings, buffers).with_socket_inodes(inodes),
             controls,
             harvest_rx,
             handles,
         )
+        .with_admin(admin)
         .spawn(shutdown_rx)
         .map_err(|source| StartError {
             what: "cannot start the flusher thread".into(),
@@ -190,6 +222,7 @@ impl Server {
         })?;
         Ok(Server {
             listeners,
+            admin_listeners,
             receivers,
             flusher,
             shutdown: ShutdownHandle(shutdown_tx),
@@ -199,6 +232,11 @@ impl Server {
     /// Bound addresses (port 0 resolved), with their listener.
     pub fn local_addrs(&self) -> impl Iterator<Item = (Protocol, SocketAddr)> + '_ {
         self.listeners.iter().map(|(p, a, _)| (*p, *a))
+    }
+
+    /// Bound admin-plane addresses: ("admin" | "http", address).
+    pub fn admin_addrs(&self) -> &[(&'static str, SocketAddr)] {
+        &self.admin_listeners
     }
 
     /// Number of receiver threads.
@@ -225,6 +263,15 @@ impl Server {
         }
         totals
     }
+}
+
+/// The inode of a socket (its identity in /proc/net/udp), where /proc is available.
+fn socket_inode(socket: &std::net::UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// Instantiates the configured sinks (a console sink if none). Kafka producers are created

@@ -16,7 +16,12 @@
 //! | `events_skipped` | counter | `listener` | DogStatsD events skipped |
 //! | `service_checks_skipped` | counter | `listener` | DogStatsD service checks skipped |
 //! | `receive_buffer_bytes` | gauge | `listener` | effective SO_RCVBUF per socket |
+//! | `socket_drops` | gauge | `listener` | kernel drops on our sockets since start (/proc/net/udp) |
 //! | `series` | gauge | | series in the previous snapshot |
+//! | `gauges_kept` | gauge | | gauges remembered across intervals |
+//! | `gauges_not_kept` | counter | | new gauges not remembered (`limits.max_gauges`) |
+//! | `guard_tracked_names` | gauge | | names tracked by the per-name tag-set cap |
+//! | `limit` | gauge | `limit` | every configured limit, by config key |
 //! | `flush_duration_ms` | gauge | | time the previous flush took |
 //! | `snapshot_drops` | counter | `sink` | snapshots dropped because the sink's queue was full |
 //! | `sink_errors` | counter | `sink` | snapshots a sink failed to deliver |

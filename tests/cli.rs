@@ -170,13 +170,42 @@ fn port_in_use_fails_start_up_with_exit_1() {
     // A socket without SO_REUSEPORT blocks the daemon's group from joining the port.
     let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
-    let out = rstatsd(&["--statsd-listen", &addr, "--no-pystatsd"]);
+    let out = rstatsd(&[
+        "--statsd-listen",
+        &addr,
+        "--no-pystatsd",
+        "--no-admin",
+        "--no-http",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let e = String::from_utf8(out.stderr).unwrap();
     assert!(
         e.contains(&format!("cannot listen on statsd udp {addr}")),
         "{e}"
     );
+
+    // The admin plane's ports likewise, before any receiver starts.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    for (flag, name, other) in [
+        ("--admin-listen", "admin", "--no-http"),
+        ("--http-listen", "http", "--no-admin"),
+    ] {
+        let out = rstatsd(&[
+            "--statsd-listen",
+            "127.0.0.1:0",
+            "--no-pystatsd",
+            flag,
+            &addr,
+            other,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let e = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            e.contains(&format!("cannot listen on {name} tcp {addr}")),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -192,6 +221,8 @@ fn invalid_kafka_property_fails_start_up_with_exit_2() {
             "--statsd-listen",
             "127.0.0.1:0",
             "--no-pystatsd",
+            "--no-admin",
+            "--no-http",
         ];
         args.extend_from_slice(extra);
         let out = rstatsd(&args);

@@ -33,7 +33,7 @@ floor=$(field "$(cat "$tmp/sink.json")" cpu_ns_per_metric)
 floor_metrics=$(field "$(cat "$tmp/sink.json")" metrics)
 
 # 2. rstatsd, one receiver thread (one sender socket always lands on one receiver).
-target/release/rstatsd --statsd-listen "127.0.0.1:$PORT" --no-pystatsd --receivers 1 \
+target/release/rstatsd --statsd-listen "127.0.0.1:$PORT" --no-pystatsd --receivers 1 --no-admin --no-http \
     >"$tmp/out.jsonl" 2>"$tmp/err.log" &
 daemon=$!
 until grep -q " ready: " "$tmp/err.log"; do sleep 0.05; done

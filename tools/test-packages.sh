@@ -76,7 +76,8 @@ out=$(mktemp); err=$(mktemp)
 chmod 666 "$out" "$err"
 # setpriv execs rstatsd itself (runuser would stay in between and take the signal).
 setpriv --reuid=rstatsd --regid=rstatsd --clear-groups -- /usr/bin/rstatsd --config /etc/rstatsd/rstatsd.toml \
-    --statsd-listen "127.0.0.1:$port" --no-pystatsd --flush-interval-ms 86400000 >"$out" 2>"$err" &
+    --statsd-listen "127.0.0.1:$port" --no-pystatsd --no-admin --no-http \
+    --flush-interval-ms 86400000 >"$out" 2>"$err" &
 pid=$!
 for _ in $(seq 100); do
     grep -q " ready: " "$err" && break

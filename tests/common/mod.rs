@@ -25,6 +25,10 @@ pub struct Daemon {
     child: Option<Child>,
     pub statsd: Option<SocketAddr>,
     pub pystatsd: Option<SocketAddr>,
+    /// The Etsy management interface (TCP).
+    pub admin: Option<SocketAddr>,
+    /// The HTTP endpoint.
+    pub http: Option<SocketAddr>,
     stdout: Option<thread::JoinHandle<Vec<String>>>,
     stderr: Option<thread::JoinHandle<Vec<String>>>,
     /// Each stdout line as it is printed (the console sink's records).
@@ -74,6 +78,14 @@ impl Daemon {
         {
             cmd.args(["--pystatsd-listen", "127.0.0.1:0"]);
         }
+        for (flag, off) in [
+            ("--admin-listen", "--no-admin"),
+            ("--http-listen", "--no-http"),
+        ] {
+            if !args.iter().any(|a| a.starts_with(flag) || *a == off) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -103,6 +115,8 @@ impl Daemon {
             child: Some(child),
             statsd: None,
             pystatsd: None,
+            admin: None,
+            http: None,
             stdout: Some(stdout),
             stderr: Some(stderr),
             stdout_lines,
@@ -122,6 +136,8 @@ impl Daemon {
                 match proto {
                     "statsd" => daemon.statsd = daemon.statsd.or(Some(addr)),
                     "pystatsd" => daemon.pystatsd = daemon.pystatsd.or(Some(addr)),
+                    "admin" => daemon.admin = Some(addr),
+                    "http" => daemon.http = Some(addr),
                     other => panic!("unknown listener {other}"),
                 }
             }

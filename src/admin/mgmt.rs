@@ -1,0 +1,232 @@
+//! Etsy statsd's management interface: line commands over TCP (default 127.0.0.1:8126).
+//!
+//! | command | answer |
+//! |---|---|
+//! | `health` | `health: up` (or `down`) |
+//! | `health up` / `health down` | sets and answers the state; `down` makes `/health` answer 503, for draining |
+//! | `stats` | `uptime: N`, `messages.last_msg_seen: N` (seconds ago), `messages.bad_lines_seen: N`, every internal statistic since start, `END` |
+//! | `counters`, `timers`, `gauges`, `sets` | the last flush's values as a JSON object keyed by `name;k=v`, then `END` |
+//! | `delcounters`, `deltimers`, `delgauges`, `delsets` `<name \| prefix.*> …` | `deleted: <name>` per series (`metric <arg> not found` when none), `END` |
+//! | `config` | the effective configuration, `END` |
+//! | `help` | the command list |
+//! | `quit` | closes the connection |
+//! | anything else | `ERROR` |
+//!
+//! Blocks end with `END` and an empty line, as in Etsy. A connection may send any number
+//! of commands; at most [`MAX_CONNECTIONS`] are served at once, and an idle one is closed
+//! after [`IDLE_TIMEOUT`].
+
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use super::{AdminState, series_id};
+use crate::aggregate::Value;
+use crate::metric::MetricType;
+use crate::sink::graphite::js_number;
+use crate::sink::json::write_str;
+
+/// Connections served at once; more are answered `ERROR too many connections` and closed.
+pub const MAX_CONNECTIONS: usize = 32;
+/// An idle connection is closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest command line accepted.
+const MAX_LINE: usize = 4096;
+
+const COUNTERS: &[MetricType] = &[MetricType::Counter, MetricType::Trace];
+const TIMERS: &[MetricType] = &[
+    MetricType::Timer,
+    MetricType::Histogram,
+    MetricType::Distribution,
+];
+const GAUGES: &[MetricType] = &[MetricType::Gauge];
+const SETS: &[MetricType] = &[MetricType::Set];
+
+/// Starts the accept thread on a bound listener.
+pub fn spawn(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    thread::Builder::new()
+        .name("admin-mgmt".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stream.write_all(b"ERROR too many connections\n");
+                    continue;
+                }
+                let (state, active) = (Arc::clone(&state), Arc::clone(&active));
+                let spawned = thread::Builder::new()
+                    .name("admin-conn".into())
+                    .spawn(move || {
+                        let peer = stream.peer_addr().ok();
+                        if let Err(e) = serve(stream, &state) {
+                            log::debug!("admin connection {peer:?}: {e}");
+                        }
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    log::error!("admin: cannot start a connection thread");
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn serve(stream: TcpStream, state: &AdminState) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?).take(0);
+    let mut out = BufWriter::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.set_limit(MAX_LINE as u64);
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if !line.ends_with('\n') && line.len() >= MAX_LINE {
+            out.write_all(b"ERROR line too long\n")?;
+            return out.flush();
+        }
+        if !answer(line.trim(), state, &mut out)? {
+            return out.flush();
+        }
+        out.flush()?;
+    }
+}
+
+/// Answers one command; false means close the connection.
+pub fn answer(line: &str, state: &AdminState, out: &mut impl Write) -> io::Result<bool> {
+    let mut words = line.split_whitespace();
+    let Some(command) = words.next() else {
+        return Ok(true);
+    };
+    let args: Vec<&str> = words.collect();
+    match command {
+        "help" => out.write_all(
+            b"Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, \
+              delgauges, delsets, health, config, help, quit\n\n",
+        )?,
+        "health" => {
+            match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+                Some("up") => state.set_healthy(true),
+                Some("down") => state.set_healthy(false),
+                _ => {}
+            }
+            let status = if state.healthy() { "up" } else { "down" };
+            writeln!(out, "health: {status}")?;
+        }
+        "stats" => stats(state, out)?,
+        "counters" => view(state, COUNTERS, out)?,
+        "timers" => view(state, TIMERS, out)?,
+        "gauges" => view(state, GAUGES, out)?,
+        "sets" => view(state, SETS, out)?,
+        "delcounters" => delete(state, COUNTERS, &args, out)?,
+        "deltimers" => delete(state, TIMERS, &args, out)?,
+        "delgauges" => delete(state, GAUGES, &args, out)?,
+        "delsets" => delete(state, SETS, &args, out)?,
+        "config" => {
+            out.write_all(state.config_text().as_bytes())?;
+            out.write_all(b"\nEND\n\n")?;
+        }
+        "quit" => return Ok(false),
+        _ => out.write_all(b"ERROR\n")?,
+    }
+    Ok(true)
+}
+
+fn stats(state: &AdminState, out: &mut impl Write) -> io::Result<()> {
+    let now = crate::logging::unix_millis(std::time::SystemTime::now()) / 1000;
+    let totals = state.totals();
+    let bad_lines: f64 = totals
+        .counters
+        .iter()
+        .filter(|((name, _), _)| name == "bad_lines")
+        .map(|(_, v)| v)
+        .sum();
+    writeln!(out, "uptime: {}", state.uptime_secs())?;
+    writeln!(
+        out,
+        "messages.last_msg_seen: {}",
+        now.saturating_sub(state.last_msg_seen())
+    )?;
+    writeln!(out, "messages.bad_lines_seen: {}", js_number(bad_lines))?;
+    for ((name, tags), v) in totals.counters.iter().chain(totals.gauges.iter()) {
+        write!(out, "rstatsd.{name}")?;
+        for (k, v) in tags {
+            write!(out, ";{k}={v}")?;
+        }
+        writeln!(out, ": {}", js_number(*v))?;
+    }
+    out.write_all(b"END\n\n")
+}
+
+/// `{"name;k=v": value, …}` of the last flush for the given types.
+fn view(state: &AdminState, types: &[MetricType], out: &mut impl Write) -> io::Result<()> {
+    let mut text = String::from("{");
+    if let Some(snapshot) = state.latest() {
+        let mut series: Vec<_> = snapshot
+            .series
+            .iter()
+            .filter(|(k, _)| types.contains(&k.metric_type()))
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let any = !series.is_empty();
+        for (i, (key, value)) in series.into_iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str("\n  ");
+            write_str(&mut text, &series_id(key));
+            text.push_str(": ");
+            match value {
+                Value::Counter(c) => text.push_str(&js_number(*c)),
+                Value::Gauge(g) => text.push_str(&js_number(g.value)),
+                Value::Samples(s) => {
+                    text.push('[');
+                    let values: Vec<String> = s.values.iter().map(|v| js_number(*v)).collect();
+                    text.push_str(&values.join(", "));
+                    text.push(']');
+                }
+                Value::Set(members) => {
+                    let mut members: Vec<&str> = members.iter().map(|m| &**m).collect();
+                    members.sort_unstable();
+                    text.push('[');
+                    for (j, m) in members.into_iter().enumerate() {
+                        if j > 0 {
+                            text.push_str(", ");
+                        }
+                        write_str(&mut text, m);
+                    }
+                    text.push(']');
+                }
+            }
+        }
+        if any {
+            text.push('\n');
+        }
+    }
+    text.push_str("}\nEND\n\n");
+    out.write_all(text.as_bytes())
+}
+
+fn delete(
+    state: &AdminState,
+    types: &'static [MetricType],
+    args: &[&str],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    for pattern in args {
+        let deleted = state.delete(types, pattern);
+        if deleted.is_empty() {
+            writeln!(out, "metric {pattern} not found")?;
+        }
+        for name in deleted {
+            writeln!(out, "deleted: {name}")?;
+        }
+    }
+    out.write_all(b"END\n\n")
+}
