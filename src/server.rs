@@ -199,7 +199,7 @@ impl Server {
             }
         }
         let (shutdown_tx, shutdown_rx) = bounded(1);
-        let admin = Arc::new(AdminState::new(format!("{config:#?}")));
+        let admin = Arc::new(AdminState::new(redact(&format!("{config:#?}"))));
         if let Some(listener) = mgmt_listener {
             mgmt::spawn(listener, Arc::clone(&admin))
                 .map_err(io_error("cannot start the admin thread".into()))?;
@@ -263,6 +263,24 @@ impl Server {
         }
         totals
     }
+}
+
+/// The configuration as the admin `config` command shows it: secrets (e.g. librdkafka's
+/// `sasl.password`, `ssl.key.password`) replaced, since anyone on the host may connect.
+fn redact(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let lower = line.to_ascii_lowercase();
+            let secret = ["password", "secret", "token", "credential"]
+                .iter()
+                .any(|word| lower.contains(word));
+            match line.split_once(": ") {
+                Some((key, _)) if secret => format!("{key}: \"<redacted>\","),
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The inode of a socket (its identity in /proc/net/udp), where /proc is available.
@@ -329,4 +347,19 @@ pub fn build_sinks(config: &Config) -> Result<Vec<BuiltSink>, ConfigError> {
         })
         .collect::<Result<Vec<Vec<BuiltSink>>, _>>()
         .map(|sinks| sinks.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn config_text_hides_secrets() {
+        let text = "Config {\n    properties: {\n        \"sasl.password\": \"hunter2\",\n        \"acks\": \"all\",\n    },\n}";
+        let shown = super::redact(text);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("\"sasl.password\": \"<redacted>\","),
+            "{shown}"
+        );
+        assert!(shown.contains("\"acks\": \"all\","), "{shown}");
+    }
 }
