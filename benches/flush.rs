@@ -1,0 +1,130 @@
+//! Flush-side costs: merging receiver tables into a snapshot, Etsy timer statistics, and
+//! rendering a snapshot for each sink format that does not need Kafka (`benches/kafka.rs`
+//! covers the Kafka formats).
+//!
+//! `cargo bench --bench flush`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+use rstatsd::aggregate::Table;
+use rstatsd::aggregate::timer::{Percentile, for_each_stat};
+use rstatsd::config::Config;
+use rstatsd::flush::{Aggregator, FlushSettings};
+use rstatsd::metric::{Metric, MetricType, Sample, SeriesRef};
+use rstatsd::receive::{Harvest, Protocol};
+use rstatsd::sink::graphite::{GraphiteConfig, Renderer};
+use rstatsd::sink::json::render_nested;
+use rstatsd::stats::ReceiverStats;
+
+mod common;
+
+const SERIES: usize = 100_000;
+
+/// Four receivers' tables of 100k counter series each, three quarters of them shared.
+fn harvests() -> Vec<Harvest> {
+    (0..4)
+        .map(|r| {
+            let mut table = Table::new();
+            for i in 0..SERIES {
+                let name = format!("app.requests.k{}", i + r * SERIES / 4);
+                table.apply(
+                    &Metric {
+                        series: SeriesRef {
+                            name: &name,
+                            mtype: MetricType::Counter,
+                            tags: &[],
+                        },
+                        sample: Sample::Value(1.0),
+                        sample_rate: 1.0,
+                    },
+                    0,
+                );
+            }
+            Harvest {
+                protocol: Protocol::Statsd,
+                table,
+                stats: ReceiverStats::default(),
+            }
+        })
+        .collect()
+}
+
+fn merge(c: &mut Criterion) {
+    let config = Config::default();
+    let mut group = c.benchmark_group("flush");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((4 * SERIES) as u64));
+    group.bench_function("merge_4_tables_x_100k", |b| {
+        b.iter_batched(
+            harvests,
+            |harvests| {
+                let mut aggregator = Aggregator::new(
+                    FlushSettings {
+                        interval: Duration::from_secs(10),
+                        percentiles: Arc::from(config.percentiles()),
+                        global_tags: Vec::new(),
+                        delete_idle_gauges: false,
+                        idle_zero_flushes: 0,
+                        stats_prefix: Some("rstatsd.".into()),
+                        max_timer_samples: 10_000,
+                        max_gauges: 1_000_000,
+                        limits: config.limit_values(),
+                        guard: None,
+                    },
+                    Vec::new(),
+                );
+                aggregator.build(harvests, &mut [], &[], 0)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn timer_statistics(c: &mut Criterion) {
+    let sorted: Vec<f64> = (0..1000).map(|i| f64::from(i) * 1.5).collect();
+    let percentiles = [
+        Percentile::new(90.0).unwrap(),
+        Percentile::new(99.0).unwrap(),
+    ];
+    let mut group = c.benchmark_group("timer");
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("etsy_stats_1k_samples", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for_each_stat(&sorted, 1000.0, &percentiles, 10.0, |_, v| sum += v);
+            sum
+        })
+    });
+    group.finish();
+}
+
+fn rendering(c: &mut Criterion) {
+    let snap = common::snapshot(10_000);
+    let mut group = c.benchmark_group("render_per_series");
+    group.throughput(Throughput::Elements(snap.series.len() as u64));
+    let mut out = String::with_capacity(1 << 20);
+    group.bench_function("console", |b| {
+        b.iter(|| {
+            for i in 0..snap.series.len() {
+                out.clear();
+                render_nested(&mut out, &snap, i);
+            }
+        })
+    });
+    let renderer = Renderer::new(&GraphiteConfig::default());
+    let mut bytes = Vec::with_capacity(8 << 20);
+    group.bench_function("graphite", |b| {
+        b.iter(|| {
+            bytes.clear();
+            renderer.render(&snap, &mut bytes)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, merge, timer_statistics, rendering);
+criterion_main!(benches);
