@@ -76,8 +76,8 @@ out=$(mktemp); err=$(mktemp)
 chmod 666 "$out" "$err"
 # setpriv execs rstatsd itself (runuser would stay in between and take the signal).
 setpriv --reuid=rstatsd --regid=rstatsd --clear-groups -- /usr/bin/rstatsd --config /etc/rstatsd/rstatsd.toml \
-    --statsd-listen "127.0.0.1:$port" --no-pystatsd --no-admin --no-http \
-    --flush-interval-ms 86400000 >"$out" 2>"$err" &
+    --statsd-listen "127.0.0.1:$port" --no-pystatsd --no-admin --http-listen 127.0.0.1:0 \
+    --flush-interval-ms 1000 >"$out" 2>"$err" &
 pid=$!
 for _ in $(seq 100); do
     grep -q " ready: " "$err" && break
@@ -85,15 +85,18 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 grep -q " ready: " "$err" || fail "installed rstatsd not ready: $(cat "$err")"
-# The packaged load generator sends the metric: 42 increments in one datagram.
-/usr/bin/rstatsd-loadgen send --target "127.0.0.1:$port" --count 42 --per-datagram 42 --keys 1 \
-    --quiet >/dev/null
+http=$(sed -n 's/.*listening: http tcp //p' "$err")
+# The packaged load generator sends the metric (42 increments in one datagram) and checks
+# through /metrics that rstatsd counted all of them.
+sent=$(/usr/bin/rstatsd-loadgen send --target "127.0.0.1:$port" --count 42 --per-datagram 42 \
+    --keys 1 --quiet --json --verify "$http")
+grep -q '"received":42,"loss_percent":0.000' <<<"$sent" || fail "loadgen --verify: $sent"
 kill -TERM "$pid"
 wait "$pid" || fail "installed rstatsd exited with $? after SIGTERM: $(cat "$err")"
 pid=""
 grep -q '"name":"loadgen.k0","type":"counter","tags":{},"timestamp":[0-9]*,"values":{"count":42,' "$out" ||
     fail "metric not in the output of the installed rstatsd: $(cat "$out")"
-check "installed binary ran as rstatsd, aggregated a metric, stopped cleanly on SIGTERM"
+check "installed binary ran as rstatsd, aggregated a metric (loadgen --verify agrees), stopped cleanly on SIGTERM"
 rm -f "$out" "$err"
 
 $SUDO dpkg --purge rstatsd >/dev/null

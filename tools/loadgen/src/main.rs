@@ -8,10 +8,13 @@
 //!   yardstick for a server's own cost.
 //!
 //! Both print progress once a second and a summary (`--json` for machine-readable output).
+//! `send --verify 127.0.0.1:8080` also reads rstatsd's `/metrics` before and after and
+//! reports the loss.
 
 mod generate;
 mod send;
 mod sink;
+mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -86,6 +89,14 @@ pub struct SendArgs {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// rstatsd's HTTP endpoint (`127.0.0.1:8080`): read its counters before and after and
+    /// report offered vs. received metrics and the loss.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub verify: Option<String>,
+    /// With --verify: give up waiting once the server's count has not moved for this many
+    /// seconds (more than its flush interval).
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    pub verify_settle: f64,
 }
 
 #[derive(Debug, Clone, Args)]

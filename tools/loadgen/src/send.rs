@@ -25,6 +25,13 @@ pub fn run(args: &SendArgs) -> Result<(), String> {
     let batch = args.batch.clamp(1, 1024);
     // Validate the generator settings once, before any thread starts.
     Generator::new(args, 0)?;
+    let verify = match &args.verify {
+        Some(arg) => {
+            let addr = crate::verify::endpoint(arg)?;
+            Some((addr, crate::verify::counted(addr)?))
+        }
+        None => None,
+    };
     let counters = Arc::new(Counters::default());
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -80,9 +87,23 @@ pub fn run(args: &SendArgs) -> Result<(), String> {
     let metrics = counters.metrics.load(Ordering::Relaxed);
     let datagrams = counters.datagrams.load(Ordering::Relaxed);
     let errors = counters.errors.load(Ordering::Relaxed);
+    let received = match verify {
+        Some((addr, before)) => Some(crate::verify::wait_for(
+            addr,
+            before,
+            metrics,
+            secs(args.verify_settle),
+        )?),
+        None => None,
+    };
+    let loss =
+        |received: u64| 100.0 * metrics.saturating_sub(received) as f64 / metrics.max(1) as f64;
     if args.json {
+        let verified = received
+            .map(|r| format!(",\"received\":{r},\"loss_percent\":{:.3}", loss(r)))
+            .unwrap_or_default();
         println!(
-            "{{\"mode\":\"send\",\"target\":\"{}\",\"metrics\":{metrics},\"datagrams\":{datagrams},\"errors\":{errors},\"seconds\":{elapsed:.3},\"metrics_per_second\":{:.0}}}",
+            "{{\"mode\":\"send\",\"target\":\"{}\",\"metrics\":{metrics},\"datagrams\":{datagrams},\"errors\":{errors},\"seconds\":{elapsed:.3},\"metrics_per_second\":{:.0}{verified}}}",
             args.target,
             metrics as f64 / elapsed
         );
@@ -92,6 +113,12 @@ pub fn run(args: &SendArgs) -> Result<(), String> {
             args.target,
             metrics as f64 / elapsed
         );
+        if let Some(r) = received {
+            println!(
+                "verified: rstatsd counted {r} of {metrics} offered metrics, loss {:.3} %",
+                loss(r)
+            );
+        }
     }
     Ok(())
 }
