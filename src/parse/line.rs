@@ -33,6 +33,18 @@ pub struct LineParser {
     name_scratch: String,
 }
 
+/// DogStatsD events and service checks, which rstatsd counts and skips (whatever their
+/// encoding).
+fn skipped(line: &[u8]) -> Option<Skip> {
+    if line.starts_with(b"_e{") {
+        Some(Skip::Event)
+    } else if line.starts_with(b"_sc|") {
+        Some(Skip::ServiceCheck)
+    } else {
+        None
+    }
+}
+
 impl LineParser {
     pub fn new(sanitize_names: bool) -> Self {
         LineParser {
@@ -51,26 +63,45 @@ impl LineParser {
 
     /// Parses every line of `datagram`.
     pub fn parse_datagram(&mut self, datagram: &[u8], handler: &mut impl Handler) {
-        for line in datagram.split(|&b| b == b'\n') {
-            self.parse_line(line, handler);
+        // Validating UTF-8 once for the whole datagram is cheaper than once per line; only a
+        // datagram with invalid bytes falls back to checking (and rejecting) line by line.
+        match std::str::from_utf8(datagram) {
+            Ok(text) => {
+                for line in text.split('\n') {
+                    self.parse_valid_line(line, handler);
+                }
+            }
+            Err(_) => {
+                for line in datagram.split(|&b| b == b'\n') {
+                    self.parse_line(line, handler);
+                }
+            }
         }
     }
 
     /// Parses one line (without its `\n`).
     pub fn parse_line(&mut self, line: &[u8], handler: &mut impl Handler) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
+        match std::str::from_utf8(line) {
+            Ok(text) => self.parse_valid_line(text, handler),
+            Err(_) => {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                match skipped(line) {
+                    Some(kind) => handler.skip(kind),
+                    None => handler.reject(Reject::InvalidUtf8, line),
+                }
+            }
+        }
+    }
+
+    fn parse_valid_line(&mut self, text: &str, handler: &mut impl Handler) {
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if text.is_empty() {
             return;
         }
-        if line.starts_with(b"_e{") {
-            return handler.skip(Skip::Event);
+        if let Some(kind) = skipped(text.as_bytes()) {
+            return handler.skip(kind);
         }
-        if line.starts_with(b"_sc|") {
-            return handler.skip(Skip::ServiceCheck);
-        }
-        let Ok(text) = std::str::from_utf8(line) else {
-            return handler.reject(Reject::InvalidUtf8, line);
-        };
+        let line = text.as_bytes();
         let mut tags = recycle_tags(std::mem::take(&mut self.tags));
         if let Err(reason) = self.parse_text(text, &mut tags, handler) {
             handler.reject(reason, line);
