@@ -269,7 +269,7 @@ impl Line<'_> {
         self.out.extend_from_slice(self.suffix.as_bytes());
         self.out.extend_from_slice(tags.as_bytes());
         self.out.push(b' ');
-        self.out.extend_from_slice(js_number(value).as_bytes());
+        push_js_number(self.out, value);
         self.out.push(b' ');
         self.out
             .extend_from_slice(itoa::Buffer::new().format(self.ts).as_bytes());
@@ -303,6 +303,27 @@ fn push_escaped(out: &mut String, s: &str, tag_key: bool) {
         let reserved = c.is_whitespace() || c == ';' || (tag_key && matches!(c, '!' | '^' | '='));
         out.push(if reserved { '_' } else { c });
     }
+}
+
+/// Appends [`js_number`] of `v` to `out`, skipping the general conversion in the common
+/// cases: integers below 2^53 print as integers, and wherever ryu's shortest form needs no
+/// exponent (1e-5 ≤ |v| < 1e16) it is already JavaScript's.
+pub fn push_js_number(out: &mut Vec<u8>, v: f64) {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        // -0 prints as 0 in JavaScript; `as i64` maps it to 0.
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        return;
+    }
+    if v.is_finite() {
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(v);
+        // Integers from 2^53 on print as ryu's `….0`; JavaScript pads shortest digits.
+        if !text.contains('e') && !text.ends_with(".0") {
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
+    }
+    out.extend_from_slice(js_number(v).as_bytes());
 }
 
 /// A number as JavaScript's `Number.prototype.toString` prints it (what Etsy sends):
@@ -392,6 +413,9 @@ mod tests {
             (5e-324, "5e-324"),
         ] {
             assert_eq!(js_number(v), js, "{v:e}");
+            let mut fast = Vec::new();
+            push_js_number(&mut fast, v);
+            assert_eq!(String::from_utf8(fast).unwrap(), js, "{v:e} (fast path)");
         }
     }
 
