@@ -39,10 +39,7 @@ impl Handler for Receiver {
     fn metric(&mut self, metric: &Metric<'_, '_>) {
         assert!(metric.sample_rate > 0.0 && metric.sample_rate <= 1.0);
         assert!(!metric.series.name.is_empty());
-        let guard = &self.guard;
-        let _ = self.table.apply_admitted(metric, 1, |series| {
-            guard.admit(series.name, !series.tags.is_empty(), 0)
-        });
+        let _ = self.table.apply_guarded(metric, 1, &self.guard, 0);
     }
     fn reject(&mut self, _reason: Reject, _input: &[u8]) {}
     fn skip(&mut self, _kind: Skip) {}

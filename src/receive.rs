@@ -206,11 +206,10 @@ struct State {
 impl Handler for State {
     #[inline]
     fn metric(&mut self, metric: &Metric<'_, '_>) {
-        let (guard, generation) = (&self.guard, self.generation);
-        let applied = self.table.apply_admitted(metric, self.stamp, |series| {
-            guard.admit(series.name, !series.tags.is_empty(), generation)
-        });
-        match applied {
+        match self
+            .table
+            .apply_guarded(metric, self.stamp, &self.guard, self.generation)
+        {
             Ok(()) => self.stats.metrics_received += 1,
             Err(refusal) => self.refused(refusal, metric),
         }

@@ -4,11 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Daemon, by_series, id, sender, values};
+use common::{Daemon, LONG_INTERVAL, by_series, id, sender, values};
 
-/// One day: the only flush in these tests is the final one at shutdown (a test would have to
-/// straddle midnight UTC to see a second one).
-const LONG_INTERVAL: &str = "86400000";
 const SECS: f64 = 86400.0;
 
 #[test]

@@ -111,13 +111,7 @@ fn lines_for(sink: &str) -> BTreeSet<String> {
             carbon.addr
         ),
     );
-    let d = Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        "86400000",
-        "--no-stats",
-    ]);
+    let d = Daemon::start_single_flush(&config, &[]);
     d.send_statsd(&sender(d.statsd.unwrap()), INPUT);
     let out = d.stop();
     out.assert_clean_stop();

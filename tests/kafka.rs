@@ -10,11 +10,10 @@ use rdkafka::producer::DefaultProducerContext;
 use serde_json::Value;
 
 use common::kafka::{Consumed, consume_all, java_partition, murmur2, parse_json_message};
-use common::{ConfigFile, Daemon, sender};
+use common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
-const LONG_INTERVAL: &str = "86400000";
 const SECS: f64 = 86400.0;
 const PARTITIONS: i32 = 4;
 
@@ -107,17 +106,10 @@ fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
     ConfigFile::new(name, &sink("kafka", bootstrap, extra))
 }
 
-/// The daemon with `config`, line protocol only, no internal statistics, and a flush
-/// interval so long that the only flush is the final one.
+/// The daemon with `config`, line protocol only, no internal statistics, and only the
+/// final flush.
 fn start_single_flush(config: &ConfigFile) -> Daemon {
-    Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        LONG_INTERVAL,
-        "--no-stats",
-        "--no-pystatsd",
-    ])
+    Daemon::start_single_flush(config, &["--no-pystatsd"])
 }
 
 #[test]

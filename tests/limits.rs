@@ -4,10 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Daemon, Id, by_series, id, sender, values};
-
-/// Only the final flush at shutdown happens in these tests.
-const LONG_INTERVAL: &str = "86400000";
+use common::{Daemon, Id, LONG_INTERVAL, by_series, id, sender, values};
 
 fn user_series(got: &BTreeMap<Id, BTreeMap<String, f64>>) -> Vec<&Id> {
     got.keys()
@@ -99,7 +96,7 @@ fn one_exploding_name_cannot_starve_the_others() {
 fn timer_samples_beyond_the_cap_keep_exact_totals() {
     let d = Daemon::start(&[
         "--flush-interval-ms",
-        "86400000",
+        LONG_INTERVAL,
         "--max-timer-samples",
         "10",
     ]);

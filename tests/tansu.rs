@@ -136,13 +136,7 @@ fn every_format_round_trips_through_tansu_with_zstd() {
         ]
         .concat(),
     );
-    let d = Daemon::start(&[
-        "--config",
-        config.path(),
-        "--flush-interval-ms",
-        "86400000",
-        "--no-stats",
-    ]);
+    let d = Daemon::start_single_flush(&config, &[]);
     let sock = sender(d.statsd.unwrap());
     d.send_statsd(&sock, b"rt.count:5|c|#env:prod\nrt.gauge:1.5|g\n");
     d.send_pystatsd(

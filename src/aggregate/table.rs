@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use hashbrown::HashMap;
 
-use crate::aggregate::Value;
+use crate::aggregate::{Refusal, SeriesGuard, Value};
 use crate::metric::{Metric, SeriesKey, SeriesRef};
 
 /// Series → aggregate, written by exactly one receiver thread.
@@ -47,6 +47,21 @@ impl Table {
     #[inline]
     pub fn apply(&mut self, metric: &Metric<'_, '_>, stamp: u64) {
         let Ok(()) = self.apply_admitted(metric, stamp, |_| Ok::<(), Infallible>(()));
+    }
+
+    /// Applies one metric; a series new to this table is inserted only if the cardinality
+    /// guard admits it in the receiver's interval `generation`.
+    #[inline]
+    pub fn apply_guarded(
+        &mut self,
+        metric: &Metric<'_, '_>,
+        stamp: u64,
+        guard: &SeriesGuard,
+        generation: u32,
+    ) -> Result<(), Refusal> {
+        self.apply_admitted(metric, stamp, |series| {
+            guard.admit(series.name, !series.tags.is_empty(), generation)
+        })
     }
 
     /// Applies one metric; a series new to this table is inserted only if `admit` allows it
@@ -112,11 +127,6 @@ impl Table {
     /// Samples this table (and the tables merged into it) sent to a timer reservoir.
     pub fn reservoir_samples(&self) -> u64 {
         self.reservoir_samples
-    }
-
-    /// The cap on samples per timer series this table applies.
-    pub fn max_samples(&self) -> usize {
-        self.max_samples
     }
 
     pub fn get(&self, key: &SeriesKey) -> Option<&Value> {

@@ -18,6 +18,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+/// A flush interval of one day: the only flush a test sees is the final one at shutdown (a
+/// test would have to straddle midnight UTC to see a second one).
+pub const LONG_INTERVAL: &str = "86400000";
+
 /// Longest wait for the daemon to report readiness.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -60,6 +64,20 @@ impl Daemon {
     /// chooses addresses, and waits for the `ready` log line.
     pub fn start(args: &[&str]) -> Daemon {
         Daemon::start_with_env(args, &[])
+    }
+
+    /// The daemon with `config` and `extra` flags, no internal statistics, and only the
+    /// final flush ([`LONG_INTERVAL`]).
+    pub fn start_single_flush(config: &ConfigFile, extra: &[&str]) -> Daemon {
+        let mut args = vec![
+            "--config",
+            config.path(),
+            "--flush-interval-ms",
+            LONG_INTERVAL,
+            "--no-stats",
+        ];
+        args.extend_from_slice(extra);
+        Daemon::start(&args)
     }
 
     /// [`Daemon::start`] with extra environment variables.

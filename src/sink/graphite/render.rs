@@ -41,7 +41,8 @@ pub struct Renderer {
     counter_counts: bool,
     absolute_counters: bool,
     timer_stats: Vec<String>,
-    histogram: Vec<(String, Vec<Bin>)>,
+    /// Etsy `histogram`: (metric-name substring, bins, each bin's path component).
+    histogram: Vec<(String, Vec<Bin>, Vec<String>)>,
 }
 
 /// One histogram bin's upper bound (exclusive), or `inf`.
@@ -113,7 +114,11 @@ impl Renderer {
             histogram: c
                 .histogram
                 .iter()
-                .map(|h| (h.metric.clone(), h.bins()))
+                .map(|h| {
+                    let bins = h.bins();
+                    let names = bins.iter().map(|b| b.name()).collect();
+                    (h.metric.clone(), bins, names)
+                })
                 .collect(),
         }
     }
@@ -177,12 +182,12 @@ impl Renderer {
                     let histogram_on = allowed
                         .as_ref()
                         .is_none_or(|a| a.iter().any(|s| s == "histogram"));
-                    if let Some(bins) = self.bins_for(series.name()).filter(|_| histogram_on) {
+                    if histogram_on && let Some((bins, names)) = self.bins_for(series.name()) {
                         let scale = samples.seen() as f64 / samples.values.len().max(1) as f64;
-                        for (bin, freq) in bin_counts(&samples.values, bins) {
-                            let name = bin.name();
+                        let counts = bin_counts(&samples.values, bins);
+                        for ((_, freq), name) in counts.into_iter().zip(names) {
                             let freq = (freq as f64 * scale).round();
-                            line.emit(&[&self.timers, &key, "histogram", &name], &tags, freq);
+                            line.emit(&[&self.timers, &key, "histogram", name], &tags, freq);
                         }
                     }
                 }
@@ -195,11 +200,11 @@ impl Renderer {
     }
 
     /// Etsy `histogram`: the first entry whose `metric` is a substring of the name.
-    fn bins_for(&self, name: &str) -> Option<&[Bin]> {
+    fn bins_for(&self, name: &str) -> Option<(&[Bin], &[String])> {
         self.histogram
             .iter()
-            .find(|(m, _)| name.contains(m.as_str()))
-            .map(|(_, b)| b.as_slice())
+            .find(|(m, _, _)| name.contains(m.as_str()))
+            .map(|(_, bins, names)| (bins.as_slice(), names.as_slice()))
     }
 
     /// Etsy `calculatedTimerMetrics`: `None` sends everything; otherwise the listed
