@@ -13,10 +13,10 @@ use rstatsd::aggregate::Table;
 use rstatsd::aggregate::timer::{Percentile, for_each_stat};
 use rstatsd::config::Config;
 use rstatsd::flush::{Aggregator, FlushSettings};
+use rstatsd::format::json::render_nested;
 use rstatsd::metric::{Metric, MetricType, Sample, SeriesRef};
 use rstatsd::receive::{Harvest, Protocol};
 use rstatsd::sink::graphite::{GraphiteConfig, Renderer};
-use rstatsd::sink::json::render_nested;
 use rstatsd::stats::ReceiverStats;
 
 mod common;

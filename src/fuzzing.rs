@@ -11,12 +11,12 @@ use crate::aggregate::timer::Percentile;
 use crate::aggregate::{AggregateLimits, SeriesGuard, Table};
 use crate::config::Config;
 use crate::flush::{Aggregator, FlushSettings};
+use crate::format::json::render_nested;
 use crate::metric::Metric;
 use crate::parse::json::JsonParser;
 use crate::parse::line::LineParser;
 use crate::parse::{Handler, Reject, Skip};
 use crate::receive::{Harvest, Protocol};
-use crate::sink::json::render_nested;
 use crate::stats::ReceiverStats;
 
 /// A receiver's handler in miniature: a small cardinality guard and a small timer cap, so

@@ -19,11 +19,14 @@
 //! Types that cross stages live in [`metric`] (series identity) and [`snapshot`].
 //! [`config`] and [`cli`] define every setting; [`server`] wires the threads together.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod aggregate;
 pub mod cli;
 pub mod config;
 pub mod flush;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logging;

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{AdminState, StatTotals};
-use crate::sink::graphite::js_number;
+use crate::format::number::js_number;
 
 pub const MAX_REQUEST: u64 = 8192;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use super::{AdminState, series_id};
 use crate::aggregate::Value;
+use crate::format::json::write_str;
+use crate::format::number::js_number;
 use crate::metric::MetricType;
-use crate::sink::graphite::js_number;
-use crate::sink::json::write_str;
 
 /// Connections served at once; more are answered `ERROR too many connections` and closed.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -139,7 +139,7 @@ pub fn answer(line: &str, state: &AdminState, out: &mut impl Write) -> io::Resul
 }
 
 fn stats(state: &AdminState, out: &mut impl Write) -> io::Result<()> {
-    let now = crate::logging::unix_millis(std::time::SystemTime::now()) / 1000;
+    let now = crate::format::time::unix_millis(std::time::SystemTime::now()) / 1000;
     let totals = state.totals();
     let bad_lines: f64 = totals
         .counters

@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::Sender;
 
 use crate::aggregate::Value;
-use crate::logging::unix_millis;
+use crate::format::time::unix_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::snapshot::Snapshot;
 

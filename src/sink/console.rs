@@ -12,8 +12,8 @@ use std::io::Write;
 
 use serde::Deserialize;
 
-use super::json::render_nested;
 use super::{Sink, SinkError};
+use crate::format::json::render_nested;
 use crate::snapshot::Snapshot;
 
 /// `[sinks.NAME] type = "console"`. No options yet.

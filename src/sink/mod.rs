@@ -10,7 +10,6 @@
 
 pub mod console;
 pub mod graphite;
-pub mod json;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 

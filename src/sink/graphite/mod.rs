@@ -36,7 +36,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
 use serde::Deserialize;
 
-pub use render::{Bin, Renderer, js_number};
+pub use render::{Bin, Renderer};
 
 use super::{Sink, SinkCounters, SinkError};
 use crate::logging::RateLimit;

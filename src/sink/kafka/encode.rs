@@ -23,9 +23,11 @@
 use serde::Deserialize;
 
 use crate::aggregate::Value;
-use crate::logging::rfc3339_millis;
+use crate::format::json::{
+    render_nested, write_num, write_plain_key, write_str, write_str_prefixed,
+};
+use crate::format::time::rfc3339_millis;
 use crate::metric::{MetricType, SeriesKey};
-use crate::sink::json::{render_nested, write_num, write_plain_key, write_str, write_str_prefixed};
 use crate::snapshot::Snapshot;
 
 /// `format = "json" | "json-nested" | "influx"`.
