@@ -199,11 +199,12 @@ impl Aggregator {
                         ..g
                     })
                 }
-                Value::Samples(mut s) => {
-                    s.values.sort_unstable_by(f64::total_cmp);
-                    Value::Samples(s)
+                mut other => {
+                    if let Some(s) = other.samples_mut() {
+                        s.values.sort_unstable_by(f64::total_cmp);
+                    }
+                    other
                 }
-                other => other,
             };
             if track_idle && key.metric_type() != MetricType::Gauge {
                 self.idle
@@ -621,9 +622,7 @@ mod tests {
             ],
         );
         assert_eq!(out[0], (key("c", MetricType::Counter), Value::Counter(7.0)));
-        let Value::Samples(s) = &out[1].1 else {
-            panic!()
-        };
+        let Value::Timer(s) = &out[1].1 else { panic!() };
         assert_eq!(s.values, vec![1.0, 3.0]);
     }
 

@@ -1,15 +1,25 @@
-//! The immutable result of one flush, handed to every sink.
+//! The immutable result of one flush, handed to every sink, and the one typed view of it that
+//! every output reads.
 //!
-//! A snapshot keeps *mergeable* values ([`Value`]): sorted raw samples for timers, members for
-//! sets, resolved values for gauges. Sinks derive their output fields through
-//! [`Snapshot::for_each_field`], so every output format names statistics the same way.
+//! A snapshot keeps the finalized aggregates ([`Value`]): sorted raw samples for timers,
+//! members for sets, resolved values for gauges. Sinks and the admin plane read what a series
+//! reports only through [`Snapshot::fields`], so every output names and computes statistics
+//! the same way:
+//!
+//! | type | [`Fields`] | output fields |
+//! |---|---|---|
+//! | counter | `Counter` | `count` (Σ value/rate), `rate` (count / interval seconds) |
+//! | trace | `Trace` | `count` (events seen: a trace has no rate) |
+//! | gauge | `Gauge` | `value` |
+//! | set | `Set` | `count` (distinct members) |
+//! | timer, histogram, distribution | `Timer` | Etsy timer statistics ([`timer::for_each_stat`]) |
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aggregate::Value;
 use crate::aggregate::timer::{self, Percentile};
-use crate::metric::{MetricType, SeriesKey};
+use crate::aggregate::{Members, Samples, Value};
+use crate::metric::SeriesKey;
 
 /// One flush interval's aggregates.
 #[derive(Debug, Clone)]
@@ -20,9 +30,84 @@ pub struct Snapshot {
     pub interval: Duration,
     /// Percentile thresholds for timer statistics.
     pub percentiles: Arc<[Percentile]>,
-    /// Every series with its aggregate. `Value::Samples` values are sorted ascending and
-    /// `Value::Gauge` values are absolute.
+    /// Every series with its aggregate. Timer samples are sorted ascending and gauge values
+    /// are absolute.
     pub series: Vec<(SeriesKey, Value)>,
+}
+
+/// What one series reports (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub enum Fields<'a> {
+    Counter { count: f64, rate: f64 },
+    Trace { count: f64 },
+    Gauge { value: f64 },
+    Set { members: &'a Members },
+    Timer(TimerFields<'a>),
+}
+
+/// A timer-like series with what its statistics need.
+#[derive(Debug, Clone, Copy)]
+pub struct TimerFields<'a> {
+    pub samples: &'a Samples,
+    percentiles: &'a [Percentile],
+    interval_secs: f64,
+}
+
+impl TimerFields<'_> {
+    /// Calls `emit(name, value)` for every Etsy timer statistic, in Etsy's order.
+    pub fn for_each_stat(&self, emit: impl FnMut(&str, f64)) {
+        let s = self.samples;
+        match &s.totals {
+            None => timer::for_each_stat(
+                &s.values,
+                s.count,
+                self.percentiles,
+                self.interval_secs,
+                emit,
+            ),
+            Some(totals) => timer::for_each_stat_sampled(
+                &s.values,
+                totals,
+                s.count,
+                self.percentiles,
+                self.interval_secs,
+                emit,
+            ),
+        }
+    }
+
+    /// How many samples each kept sample stands for (1 unless a reservoir was used), to
+    /// scale bin counts.
+    pub fn weight(&self) -> f64 {
+        self.samples.seen() as f64 / self.samples.values.len().max(1) as f64
+    }
+}
+
+impl Fields<'_> {
+    /// Calls `emit(field, value)` for each output field (see the module docs).
+    pub fn for_each(&self, mut emit: impl FnMut(&str, f64)) {
+        match self {
+            Fields::Counter { count, rate } => {
+                emit("count", *count);
+                emit("rate", *rate);
+            }
+            Fields::Trace { count } => emit("count", *count),
+            Fields::Gauge { value } => emit("value", *value),
+            Fields::Set { members } => emit("count", members.len() as f64),
+            Fields::Timer(t) => t.for_each_stat(emit),
+        }
+    }
+
+    /// The one number that stands for the series (pystatsd's `value`): the count of a
+    /// counter or trace, a gauge's value, a set's cardinality, a timer's mean (0 when idle).
+    pub fn primary(&self) -> f64 {
+        match self {
+            Fields::Counter { count, .. } | Fields::Trace { count } => *count,
+            Fields::Gauge { value } => *value,
+            Fields::Set { members } => members.len() as f64,
+            Fields::Timer(t) => t.samples.mean(),
+        }
+    }
 }
 
 impl Snapshot {
@@ -31,42 +116,23 @@ impl Snapshot {
         self.timestamp_ms / 1000
     }
 
-    /// Calls `emit(field, value)` for each output field of one series:
-    ///
-    /// | type | fields |
-    /// |---|---|
-    /// | counter | `count` (Σ value/rate), `rate` (count / interval seconds) |
-    /// | trace | `count` |
-    /// | gauge | `value` |
-    /// | set | `count` (distinct members) |
-    /// | timer, histogram, distribution | Etsy timer statistics ([`timer::for_each_stat`]) |
-    pub fn for_each_field(
-        &self,
-        mtype: MetricType,
-        value: &Value,
-        mut emit: impl FnMut(&str, f64),
-    ) {
-        let secs = self.interval.as_secs_f64();
+    /// What `value` reports in this snapshot.
+    pub fn fields<'a>(&'a self, value: &'a Value) -> Fields<'a> {
         match value {
-            Value::Counter(sum) => {
-                emit("count", *sum);
-                if mtype == MetricType::Counter {
-                    emit("rate", sum / secs);
-                }
-            }
-            Value::Gauge(g) => emit("value", g.value),
-            Value::Set(members) => emit("count", members.len() as f64),
-            Value::Samples(s) => match &s.totals {
-                None => timer::for_each_stat(&s.values, s.count, &self.percentiles, secs, emit),
-                Some(totals) => timer::for_each_stat_sampled(
-                    &s.values,
-                    totals,
-                    s.count,
-                    &self.percentiles,
-                    secs,
-                    emit,
-                ),
+            Value::Counter(count) => Fields::Counter {
+                count: *count,
+                rate: count / self.interval.as_secs_f64(),
             },
+            Value::Trace(count) => Fields::Trace { count: *count },
+            Value::Gauge(g) => Fields::Gauge { value: g.value },
+            Value::Set(members) => Fields::Set { members },
+            Value::Timer(samples) | Value::Histogram(samples) | Value::Distribution(samples) => {
+                Fields::Timer(TimerFields {
+                    samples,
+                    percentiles: &self.percentiles,
+                    interval_secs: self.interval.as_secs_f64(),
+                })
+            }
         }
     }
 }

@@ -77,12 +77,12 @@ fn apply(table: &mut Table, op: &Op, stamp: u64) {
 fn canonical(mut table: Table) -> BTreeMap<SeriesKey, String> {
     table
         .drain()
-        .map(|(k, v)| {
+        .map(|(k, mut v)| {
+            if let Some(s) = v.samples_mut() {
+                s.values.sort_by(f64::total_cmp);
+                return (k, format!("samples {:?} count {}", s.values, s.count));
+            }
             let text = match v {
-                Value::Samples(mut s) => {
-                    s.values.sort_by(f64::total_cmp);
-                    format!("samples {:?} count {}", s.values, s.count)
-                }
                 Value::Set(members) => {
                     let mut m: Vec<_> = members.into_iter().collect();
                     m.sort();

@@ -28,7 +28,7 @@ pub fn snapshot(n: usize) -> Snapshot {
                 ),
                 16..=18 => (
                     MetricType::Timer,
-                    Value::Samples(Box::new(Samples {
+                    Value::Timer(Box::new(Samples {
                         values: (1..=10).map(f64::from).collect(),
                         count: 10.0,
                         totals: None,

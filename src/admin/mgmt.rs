@@ -24,10 +24,10 @@ use std::thread;
 use std::time::Duration;
 
 use super::{AdminState, series_id};
-use crate::aggregate::Value;
 use crate::format::json::write_str;
 use crate::format::number::js_number;
 use crate::metric::MetricType;
+use crate::snapshot::Fields;
 
 /// Connections served at once; more are answered `ERROR too many connections` and closed.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -182,16 +182,19 @@ fn view(state: &AdminState, types: &[MetricType], out: &mut impl Write) -> io::R
             text.push_str("\n  ");
             write_str(&mut text, &series_id(key));
             text.push_str(": ");
-            match value {
-                Value::Counter(c) => text.push_str(&js_number(*c)),
-                Value::Gauge(g) => text.push_str(&js_number(g.value)),
-                Value::Samples(s) => {
+            match snapshot.fields(value) {
+                Fields::Counter { count, .. } | Fields::Trace { count } => {
+                    text.push_str(&js_number(count))
+                }
+                Fields::Gauge { value } => text.push_str(&js_number(value)),
+                Fields::Timer(timer) => {
                     text.push('[');
-                    let values: Vec<String> = s.values.iter().map(|v| js_number(*v)).collect();
+                    let values: Vec<String> =
+                        timer.samples.values.iter().map(|v| js_number(*v)).collect();
                     text.push_str(&values.join(", "));
                     text.push(']');
                 }
-                Value::Set(members) => {
+                Fields::Set { members } => {
                     let mut members: Vec<&str> = members.iter().map(|m| &**m).collect();
                     members.sort_unstable();
                     text.push('[');

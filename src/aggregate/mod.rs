@@ -17,4 +17,4 @@ mod value;
 
 pub use guard::{AggregateLimits, Refusal, SeriesGuard};
 pub use table::Table;
-pub use value::{Gauge, Samples, Totals, Value};
+pub use value::{Gauge, Members, Samples, Totals, Value};

@@ -4,19 +4,30 @@ use hashbrown::HashSet;
 
 use crate::metric::{MetricType, Sample};
 
-/// The aggregate of one series over (part of) a flush interval.
+/// The aggregate of one series over (part of) a flush interval: one variant per
+/// [`MetricType`], so a series' type and its aggregate cannot disagree and a new type does not
+/// compile until every stage (update, merge, finalize, every sink, the admin views) handles it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// Counter and trace: the sum of `value / sample_rate`.
+    /// The sum of `value / sample_rate`.
     Counter(f64),
-    /// Gauge: an absolute value or an accumulated delta.
+    /// pystatsd trace: the number of events (datagrams) seen.
+    Trace(f64),
+    /// An absolute value or an accumulated delta.
     Gauge(Gauge),
-    /// Timer, histogram, distribution: every sample. Boxed, like sets, so that the common
-    /// counters and gauges keep a table entry small (32 bytes of value instead of 48).
-    Samples(Box<Samples>),
-    /// Set: the distinct members.
-    Set(Box<HashSet<Box<str>>>),
+    /// Timer samples. Boxed, like sets, so that the common counters and gauges keep a table
+    /// entry small (32 bytes of value instead of 48).
+    Timer(Box<Samples>),
+    /// DogStatsD histogram: aggregated like a timer.
+    Histogram(Box<Samples>),
+    /// DogStatsD distribution: aggregated like a timer.
+    Distribution(Box<Samples>),
+    /// The distinct members.
+    Set(Box<Members>),
 }
+
+/// The members of a set.
+pub type Members = HashSet<Box<str>>;
 
 /// Gauge state. Within one table updates apply in arrival order. Across tables, the most
 /// recent absolute set wins (by `stamp`), and deltas from tables that saw no absolute set
@@ -200,22 +211,37 @@ impl Value {
     /// or set reports: zero count). An empty gauge is a zero delta.
     pub fn empty(mtype: MetricType) -> Value {
         match mtype {
-            MetricType::Counter | MetricType::Trace => Value::Counter(0.0),
+            MetricType::Counter => Value::Counter(0.0),
+            MetricType::Trace => Value::Trace(0.0),
             MetricType::Gauge => Value::Gauge(Gauge {
                 value: 0.0,
                 absolute: false,
                 stamp: 0,
             }),
-            MetricType::Timer | MetricType::Histogram | MetricType::Distribution => {
-                Value::Samples(Box::default())
-            }
+            MetricType::Timer => Value::Timer(Box::default()),
+            MetricType::Histogram => Value::Histogram(Box::default()),
+            MetricType::Distribution => Value::Distribution(Box::default()),
             MetricType::Set => Value::Set(Box::default()),
         }
     }
 
-    /// Applies one parsed sample (the parser guarantees the sample fits the type). A timer
-    /// keeps at most `max_samples` values; returns false when this sample went to the
-    /// reservoir instead (see [`Samples`]).
+    /// The type this aggregate belongs to.
+    pub fn metric_type(&self) -> MetricType {
+        match self {
+            Value::Counter(_) => MetricType::Counter,
+            Value::Trace(_) => MetricType::Trace,
+            Value::Gauge(_) => MetricType::Gauge,
+            Value::Timer(_) => MetricType::Timer,
+            Value::Histogram(_) => MetricType::Histogram,
+            Value::Distribution(_) => MetricType::Distribution,
+            Value::Set(_) => MetricType::Set,
+        }
+    }
+
+    /// Applies one parsed sample. The parsers only produce the samples a type takes (a
+    /// number, a gauge delta, a set member); any other pairing is ignored. A timer keeps at
+    /// most `max_samples` values; returns false when this sample went to the reservoir
+    /// instead (see [`Samples`]).
     #[inline]
     pub fn update(
         &mut self,
@@ -224,48 +250,95 @@ impl Value {
         stamp: u64,
         max_samples: usize,
     ) -> bool {
-        match (self, sample) {
-            (Value::Counter(sum), Sample::Value(v)) => *sum += v / rate,
-            (Value::Gauge(g), Sample::Value(v)) => {
-                *g = Gauge {
-                    value: *v,
-                    absolute: true,
-                    stamp,
+        match self {
+            Value::Counter(sum) | Value::Trace(sum) => match sample {
+                Sample::Value(v) => *sum += v / rate,
+                Sample::Delta(_) | Sample::Member(_) => {}
+            },
+            Value::Gauge(g) => match sample {
+                Sample::Value(v) => {
+                    *g = Gauge {
+                        value: *v,
+                        absolute: true,
+                        stamp,
+                    }
                 }
-            }
-            (Value::Gauge(g), Sample::Delta(d)) => g.value += d,
-            (Value::Samples(s), Sample::Value(v)) => {
-                s.count += 1.0 / rate;
-                return s.push(*v, max_samples);
-            }
-            // Checked first so that a known member costs no allocation.
-            (Value::Set(set), Sample::Member(m)) if !set.contains(&**m) => {
-                set.insert(Box::from(&**m));
-            }
-            // A known set member; or a type mismatch, which parser output never has
-            // (ignoring keeps a future parser bug harmless).
-            _ => {}
+                Sample::Delta(d) => g.value += d,
+                Sample::Member(_) => {}
+            },
+            Value::Timer(s) | Value::Histogram(s) | Value::Distribution(s) => match sample {
+                Sample::Value(v) => {
+                    s.count += 1.0 / rate;
+                    return s.push(*v, max_samples);
+                }
+                Sample::Delta(_) | Sample::Member(_) => {}
+            },
+            Value::Set(set) => match sample {
+                // Checked first so that a known member costs no allocation.
+                Sample::Member(m) => {
+                    if !set.contains(&**m) {
+                        set.insert(Box::from(&**m));
+                    }
+                }
+                Sample::Value(_) | Sample::Delta(_) => {}
+            },
         }
         true
     }
 
     /// Folds `other` (the same series, from another table) into `self`; a timer keeps at
-    /// most `max_samples` values.
+    /// most `max_samples` values. Series keys include the type, so both sides are always of
+    /// the same variant.
     pub fn merge(&mut self, other: Value, max_samples: usize) {
-        match (self, other) {
-            (Value::Counter(a), Value::Counter(b)) => *a += b,
-            (Value::Gauge(a), Value::Gauge(b)) => *a = a.merge(b),
-            (Value::Samples(a), Value::Samples(b)) => a.merge(*b, max_samples),
-            (Value::Set(a), Value::Set(b)) => {
-                if a.len() < b.len() {
-                    let small = std::mem::replace(a, b);
-                    a.extend(*small);
-                } else {
-                    a.extend(*b);
+        match self {
+            Value::Counter(a) => {
+                if let Value::Counter(b) = other {
+                    *a += b;
                 }
             }
-            // Keys include the metric type, so mismatched values never share a key.
-            _ => {}
+            Value::Trace(a) => {
+                if let Value::Trace(b) = other {
+                    *a += b;
+                }
+            }
+            Value::Gauge(a) => {
+                if let Value::Gauge(b) = other {
+                    *a = a.merge(b);
+                }
+            }
+            Value::Timer(a) => {
+                if let Value::Timer(b) = other {
+                    a.merge(*b, max_samples);
+                }
+            }
+            Value::Histogram(a) => {
+                if let Value::Histogram(b) = other {
+                    a.merge(*b, max_samples);
+                }
+            }
+            Value::Distribution(a) => {
+                if let Value::Distribution(b) = other {
+                    a.merge(*b, max_samples);
+                }
+            }
+            Value::Set(a) => {
+                if let Value::Set(b) = other {
+                    if a.len() < b.len() {
+                        let small = std::mem::replace(a, b);
+                        a.extend(*small);
+                    } else {
+                        a.extend(*b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The samples of a timer-like series.
+    pub fn samples_mut(&mut self) -> Option<&mut Samples> {
+        match self {
+            Value::Timer(s) | Value::Histogram(s) | Value::Distribution(s) => Some(s),
+            Value::Counter(_) | Value::Trace(_) | Value::Gauge(_) | Value::Set(_) => None,
         }
     }
 }
@@ -352,7 +425,7 @@ mod tests {
             Value::new(MetricType::Timer, &Sample::Value(2.0), 1.0, 0),
             usize::MAX,
         );
-        let Value::Samples(s) = &a else { panic!() };
+        let Value::Timer(s) = &a else { panic!() };
         assert_eq!((s.values.as_slice(), s.count), (&[1.0, 2.0][..], 3.0));
 
         let mut a = Value::new(MetricType::Set, &Sample::Member("x".into()), 1.0, 0);
@@ -369,7 +442,7 @@ mod tests {
         for x in values {
             v.update(&Sample::Value(x), 1.0, 0, cap);
         }
-        let Value::Samples(s) = v else { panic!() };
+        let Value::Timer(s) = v else { panic!() };
         *s
     }
 

@@ -1,4 +1,4 @@
-//! JSON writing shared by the JSON-emitting sinks.
+//! JSON writing shared by the JSON-emitting sinks and the admin plane.
 
 use std::fmt::Write;
 
@@ -28,7 +28,7 @@ pub fn render_nested(out: &mut String, snapshot: &Snapshot, index: usize) {
         snapshot.timestamp_secs()
     );
     let mut first = true;
-    snapshot.for_each_field(key.metric_type(), value, |field, v| {
+    snapshot.fields(value).for_each(|field, v| {
         if !first {
             out.push(',');
         }

@@ -2,7 +2,8 @@
 //!
 //! | type | non-legacy (`legacy_namespace = false`) | legacy (Etsy's default) |
 //! |---|---|---|
-//! | counter, trace | `<p>.counters.<k>.rate`, `<p>.counters.<k>.count` | `stats.<k>`, `stats_counts.<k>` |
+//! | counter | `<p>.counters.<k>.rate`, `<p>.counters.<k>.count` | `stats.<k>`, `stats_counts.<k>` |
+//! | trace (a count of events, no rate) | `<p>.counters.<k>.count` | `stats_counts.<k>` |
 //! | timer, histogram, distribution | `<p>.timers.<k>.<stat>`, `….histogram.bin_<ub>` | `stats.timers.<k>.<stat>` |
 //! | gauge | `<p>.gauges.<k>` | `stats.gauges.<k>` |
 //! | set | `<p>.sets.<k>.count` | `stats.sets.<k>.count` |
@@ -18,11 +19,10 @@
 //! corrupt another line. A tag with an empty value is left out (Graphite requires a value).
 
 use super::GraphiteConfig;
-use crate::aggregate::Value;
 use crate::aggregate::timer::Percentile;
 use crate::format::number::{js_number, push_js_number};
-use crate::metric::{MetricType, SeriesKey};
-use crate::snapshot::Snapshot;
+use crate::metric::SeriesKey;
+use crate::snapshot::{Fields, Snapshot};
 
 /// Renders snapshots into plaintext lines; holds the precomputed namespaces.
 #[derive(Debug, Clone)]
@@ -143,37 +143,28 @@ impl Renderer {
             key.clear();
             push_escaped(&mut key, series.name(), false);
             num_stats += 1;
-            match (series.metric_type(), value) {
-                (MetricType::Counter | MetricType::Trace, Value::Counter(count)) => {
-                    let secs = snapshot.interval.as_secs_f64();
-                    let rate = if self.absolute_counters {
-                        *count
-                    } else {
-                        count / secs
-                    };
-                    if self.legacy {
-                        if self.counter_rates {
+            match snapshot.fields(value) {
+                Fields::Counter { count, rate } => {
+                    let rate = if self.absolute_counters { count } else { rate };
+                    if self.counter_rates {
+                        if self.legacy {
                             line.emit(&[&self.counters, &key], &tags, rate);
-                        }
-                        if self.counter_counts {
-                            let counts = self.counts.as_deref().unwrap_or_default();
-                            line.emit(&[counts, &key], &tags, *count);
-                        }
-                    } else {
-                        if self.counter_rates {
+                        } else {
                             line.emit(&[&self.counters, &key, "rate"], &tags, rate);
                         }
-                        if self.counter_counts {
-                            line.emit(&[&self.counters, &key, "count"], &tags, *count);
-                        }
+                    }
+                    if self.counter_counts {
+                        self.emit_count(&mut line, &key, &tags, count);
                     }
                 }
-                (_, Value::Gauge(g)) => line.emit(&[&self.gauges, &key], &tags, g.value),
-                (_, Value::Set(members)) => {
+                // A trace is a count of events: its count is all it reports.
+                Fields::Trace { count } => self.emit_count(&mut line, &key, &tags, count),
+                Fields::Gauge { value } => line.emit(&[&self.gauges, &key], &tags, value),
+                Fields::Set { members } => {
                     line.emit(&[&self.sets, &key, "count"], &tags, members.len() as f64)
                 }
-                (mtype, value @ Value::Samples(samples)) => {
-                    snapshot.for_each_field(mtype, value, |stat, v| {
+                Fields::Timer(timer) => {
+                    timer.for_each_stat(|stat, v| {
                         if allowed.as_ref().is_none_or(|a| a.iter().any(|s| s == stat)) {
                             line.emit(&[&self.timers, &key, stat], &tags, v);
                         }
@@ -182,20 +173,25 @@ impl Renderer {
                         .as_ref()
                         .is_none_or(|a| a.iter().any(|s| s == "histogram"));
                     if histogram_on && let Some((bins, names)) = self.bins_for(series.name()) {
-                        let scale = samples.seen() as f64 / samples.values.len().max(1) as f64;
-                        let counts = bin_counts(&samples.values, bins);
+                        let counts = bin_counts(&timer.samples.values, bins);
                         for ((_, freq), name) in counts.into_iter().zip(names) {
-                            let freq = (freq as f64 * scale).round();
+                            let freq = (freq as f64 * timer.weight()).round();
                             line.emit(&[&self.timers, &key, "histogram", name], &tags, freq);
                         }
                     }
                 }
-                // A key's type fixes its value's variant; nothing else occurs.
-                _ => num_stats -= 1,
             }
         }
         line.emit(&[&self.num_stats], "", num_stats as f64);
         line.lines
+    }
+
+    /// A counter's (or trace's) count: `stats_counts.<k>` (legacy) or `<counters>.<k>.count`.
+    fn emit_count(&self, line: &mut Line<'_>, key: &str, tags: &str, count: f64) {
+        match &self.counts {
+            Some(counts) => line.emit(&[counts, key], tags, count),
+            None => line.emit(&[&self.counters, key, "count"], tags, count),
+        }
     }
 
     /// Etsy `histogram`: the first entry whose `metric` is a substring of the name.
@@ -312,6 +308,51 @@ fn push_escaped(out: &mut String, s: &str, tag_key: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_is_a_count_without_a_rate() {
+        use crate::aggregate::Value;
+        use crate::metric::MetricType;
+        let snapshot = Snapshot {
+            timestamp_ms: 1_795_323_600_000,
+            interval: std::time::Duration::from_secs(10),
+            percentiles: Vec::new().into(),
+            series: vec![
+                (
+                    SeriesKey::new("app.trace", MetricType::Trace, [("stage", "init")]),
+                    Value::Trace(3.0),
+                ),
+                (
+                    SeriesKey::new("app.hits", MetricType::Counter, [("stage", "init")]),
+                    Value::Counter(3.0),
+                ),
+            ],
+        };
+        let render = |config: &GraphiteConfig| {
+            let mut out = Vec::new();
+            Renderer::new(config).render(&snapshot, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            render(&GraphiteConfig::default()),
+            "stats_counts.app.trace;stage=init 3 1795323600\n\
+             stats.app.hits;stage=init 0.3 1795323600\n\
+             stats_counts.app.hits;stage=init 3 1795323600\n\
+             statsd.numStats 2 1795323600\n"
+        );
+        let modern = GraphiteConfig {
+            legacy_namespace: false,
+            tags: false,
+            ..GraphiteConfig::default()
+        };
+        assert_eq!(
+            render(&modern),
+            "stats.counters.app.trace.count 3 1795323600\n\
+             stats.counters.app.hits.rate 0.3 1795323600\n\
+             stats.counters.app.hits.count 3 1795323600\n\
+             stats.statsd.numStats 2 1795323600\n"
+        );
+    }
 
     #[test]
     fn bins_follow_etsy() {

@@ -22,13 +22,12 @@
 
 use serde::Deserialize;
 
-use crate::aggregate::Value;
 use crate::format::json::{
     render_nested, write_num, write_plain_key, write_str, write_str_prefixed,
 };
 use crate::format::time::rfc3339_millis;
 use crate::metric::{MetricType, SeriesKey};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Fields, Snapshot};
 
 /// `format = "json" | "json-nested" | "influx"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -101,10 +100,11 @@ impl Encoder {
         }
         let (key, value) = &snapshot.series[index];
         let mtype = key.metric_type();
+        let fields = snapshot.fields(value);
         out.push_str("{\"name\":");
         write_str(out, key.name());
         out.push_str(",\"value\":");
-        write_num(out, primary_value(value));
+        write_num(out, fields.primary());
         out.push_str(",\"@timestamp\":\"");
         out.push_str(&self.timestamp.1);
         out.push_str("\",\"@version\":\"1\",\"metric_type\":\"");
@@ -122,14 +122,17 @@ impl Encoder {
             out.push(':');
             write_str(out, v);
         }
-        let samples = mtype.has_samples();
-        snapshot.for_each_field(mtype, value, |field, v| {
-            if samples || (mtype == MetricType::Counter && field == "rate") {
-                out.push(',');
-                write_plain_key(out, field);
-                write_num(out, v);
-            }
-        });
+        let mut field = |name: &str, v: f64| {
+            out.push(',');
+            write_plain_key(out, name);
+            write_num(out, v);
+        };
+        // Besides `value`: a counter's rate and every timer statistic.
+        match fields {
+            Fields::Counter { rate, .. } => field("rate", rate),
+            Fields::Timer(t) => t.for_each_stat(field),
+            Fields::Trace { .. } | Fields::Gauge { .. } | Fields::Set { .. } => {}
+        }
         out.push('}');
     }
 
@@ -166,7 +169,7 @@ impl Encoder {
             escape_influx(out, v, true);
         }
         let mut first = true;
-        snapshot.for_each_field(key.metric_type(), value, |field, v| {
+        snapshot.fields(value).for_each(|field, v| {
             if !v.is_finite() {
                 return;
             }
@@ -180,16 +183,6 @@ impl Encoder {
         out.push(' ');
         out.push_str(&self.timestamp.1);
         out.push('\n');
-    }
-}
-
-/// The `value` of a `json` message (see the module docs).
-fn primary_value(value: &Value) -> f64 {
-    match value {
-        Value::Counter(sum) => *sum,
-        Value::Gauge(g) => g.value,
-        Value::Set(members) => members.len() as f64,
-        Value::Samples(s) => s.mean(),
     }
 }
 
