@@ -17,7 +17,8 @@ use crossbeam_channel::unbounded;
 
 use rstatsd::aggregate::{AggregateLimits, SeriesGuard};
 use rstatsd::parse::Limits;
-use rstatsd::receive::{self, Control, Protocol, ReceiverSettings};
+use rstatsd::parse::Protocol;
+use rstatsd::receive::{self, Control, ReceiverSettings};
 
 const PER_DATAGRAM: usize = 20;
 const BURST: usize = 1_000;
@@ -38,6 +39,7 @@ fn receiver(c: &mut Criterion) {
         limits: Limits::default(),
         max_timer_samples: 10_000,
         guard: Arc::clone(&guard),
+        epoch: std::time::Instant::now(),
     };
     let thread = receive::spawn(0, socket, settings, control_rx, harvest_tx).unwrap();
 

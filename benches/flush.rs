@@ -12,12 +12,14 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use rstatsd::aggregate::Table;
 use rstatsd::aggregate::timer::{Percentile, for_each_stat};
 use rstatsd::config::Config;
-use rstatsd::flush::{Aggregator, FlushSettings};
+use rstatsd::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
 use rstatsd::format::json::render_nested;
 use rstatsd::metric::{Metric, MetricType, Sample, SeriesRef};
-use rstatsd::receive::{Harvest, Protocol};
+use rstatsd::parse::Protocol;
+use rstatsd::receive::Harvest;
+use rstatsd::sink::buffer::Batch;
 use rstatsd::sink::graphite::{GraphiteConfig, Renderer};
-use rstatsd::stats::ReceiverStats;
+use rstatsd::stats::{Detail, ReceiverStats};
 
 mod common;
 
@@ -52,7 +54,7 @@ fn harvests() -> Vec<Harvest> {
         .collect()
 }
 
-fn merge(c: &mut Criterion) {
+fn merge_and_finalize(c: &mut Criterion) {
     let config = Config::default();
     let mut group = c.benchmark_group("flush");
     group.sample_size(10);
@@ -61,22 +63,18 @@ fn merge(c: &mut Criterion) {
         b.iter_batched(
             harvests,
             |harvests| {
-                let mut aggregator = Aggregator::new(
-                    FlushSettings {
-                        interval: Duration::from_secs(10),
-                        percentiles: Arc::from(config.percentiles()),
-                        global_tags: Vec::new(),
+                let mut finalizer = Finalizer::new(FinalizeSettings {
+                    percentiles: Arc::from(config.aggregation.percentiles()),
+                    global_tags: Vec::new(),
+                    stats: Some(("rstatsd.".into(), Detail::Basic)),
+                    carry: CarrySettings {
                         delete_idle_gauges: false,
                         idle_zero_flushes: 0,
-                        stats_prefix: Some("rstatsd.".into()),
-                        max_timer_samples: 10_000,
                         max_gauges: 1_000_000,
-                        limits: config.limit_values(),
-                        guard: None,
                     },
-                    Vec::new(),
-                );
-                aggregator.build(harvests, &mut [], &[], 0)
+                });
+                let merged = merge(harvests, 0, Duration::from_secs(10), 10_000);
+                finalizer.finalize(merged.state, &[])
             },
             BatchSize::PerIteration,
         )
@@ -123,8 +121,15 @@ fn rendering(c: &mut Criterion) {
             renderer.render(&snap, &mut bytes)
         })
     });
+    group.bench_function("graphite_into_batch", |b| {
+        b.iter(|| {
+            let mut batch = Batch::default();
+            renderer.render(&snap, &mut batch);
+            batch
+        })
+    });
     group.finish();
 }
 
-criterion_group!(benches, merge, timer_statistics, rendering);
+criterion_group!(benches, merge_and_finalize, timer_statistics, rendering);
 criterion_main!(benches);

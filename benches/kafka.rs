@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rstatsd::sink::Sink;
+use rstatsd::sink::kafka::KafkaConfig;
 use rstatsd::sink::kafka::encode::{Encoder, Format};
-use rstatsd::sink::kafka::{KafkaConfig, KafkaSink};
+use rstatsd::sink::{Flushed, SinkSpec};
 
 mod common;
 use common::snapshot;
@@ -47,7 +47,10 @@ fn encoding(c: &mut Criterion) {
 fn delivery(c: &mut Criterion) {
     let cluster = rdkafka::mocking::MockCluster::new(3).unwrap();
     cluster.create_topic("metrics", 12, 1).unwrap();
-    let snap = snapshot(1_000_000);
+    let snap = Flushed {
+        snapshot: Arc::new(snapshot(1_000_000)),
+        interval: None,
+    };
     let config = KafkaConfig {
         brokers: vec![cluster.bootstrap_servers()],
         ..KafkaConfig::default()
@@ -55,16 +58,16 @@ fn delivery(c: &mut Criterion) {
     let mut group = c.benchmark_group("kafka_mock_cluster");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(40));
-    group.throughput(Throughput::Elements(snap.series.len() as u64));
+    group.throughput(Throughput::Elements(snap.snapshot.series.len() as u64));
     group.bench_function("deliver_1m_series_snapshot", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let mut sink = KafkaSink::new("bench", &config, Arc::default()).unwrap();
+                let mut sink = config.build("bench").unwrap().remove(0).sink;
                 let start = Instant::now();
                 sink.send(&snap).unwrap();
                 // close() returns once every message is acknowledged.
-                sink.close().unwrap();
+                assert_eq!(sink.close(), 0);
                 total += start.elapsed();
             }
             total

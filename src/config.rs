@@ -1,6 +1,11 @@
-//! Configuration: one typed struct, loaded from TOML, with every default in one place
-//! ([`Default`] impls below). CLI flags override file values ([`crate::cli`]); then
-//! [`Config::validate`] checks the result. Every error names the file, the key and the reason.
+//! Configuration: one typed struct, [`Config`], assembled from each component's own section.
+//!
+//! Each section is declared once, in the component that uses it ([`ReceiveConfig`] in
+//! `receive`, [`FlushConfig`] in `flush`, [`crate::sink::kafka::KafkaConfig`] in its sink
+//! folder, …): its keys (serde), defaults (`Default`), flags (clap attributes on the same
+//! fields, see [`crate::cli`]) and validation. This module only puts the sections together,
+//! parses TOML with key paths in errors, and lists the limits shown on `/metrics`. Flags
+//! override file values; then [`Config::validate`] checks the result.
 //!
 //! ```toml
 //! [statsd]            # Etsy/DogStatsD line protocol over UDP
@@ -54,6 +59,7 @@
 //! [stats]
 //! enabled = true
 //! prefix = "rstatsd."
+//! detail = "basic"                # basic | full: internal statistics per flush
 //!
 //! [log]
 //! level = "info"                  # error, warn, info, debug, trace
@@ -68,54 +74,134 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+pub use crate::admin::{AdminConfig, HttpConfig};
 use crate::aggregate::AggregateLimits;
-use crate::aggregate::timer::Percentile;
-use crate::parse::Limits;
-use crate::sink::console::ConsoleConfig;
-use crate::sink::graphite::GraphiteConfig;
-#[cfg(feature = "kafka")]
-use crate::sink::kafka::KafkaConfig;
+pub use crate::aggregate::AggregationConfig;
+pub use crate::flush::FlushConfig;
+pub use crate::logging::LogConfig;
+use crate::parse::{Limits, Protocol};
+pub use crate::receive::{ListenerConfig, ReceiveConfig};
+pub use crate::settings::ConfigError;
+use crate::settings::at_least;
+pub use crate::sink::SinkConfig;
+use crate::sink::registry::INNER_KEY;
+pub use crate::stats::StatsConfig;
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// The whole configuration. The sections with flags of their own are flattened into the
+/// command line; listeners, global tags and sinks get theirs in [`crate::cli`].
+#[derive(Debug, Clone, Deserialize, PartialEq, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    #[arg(skip)]
     pub statsd: ListenerConfig,
+    #[arg(skip)]
     pub pystatsd: ListenerConfig,
+    #[command(flatten)]
     pub receive: ReceiveConfig,
+    #[command(flatten)]
     pub flush: FlushConfig,
+    #[command(flatten)]
     pub aggregation: AggregationConfig,
+    #[command(flatten)]
     pub limits: LimitsConfig,
     /// Global tags, added to every series that does not carry the key itself.
+    #[arg(skip)]
     pub tags: BTreeMap<String, String>,
+    #[command(flatten)]
     pub admin: AdminConfig,
+    #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
     pub stats: StatsConfig,
+    #[command(flatten)]
     pub log: LogConfig,
     /// Named sinks. Empty means: one console sink.
+    #[arg(skip)]
     pub sinks: BTreeMap<String, SinkConfig>,
 }
 
 /// `[limits]`: what one metric may carry (checked by the parsers, rejections counted in
 /// `bad_lines`) and how much the aggregate stage holds (the cardinality guard, see
 /// [`crate::aggregate::SeriesGuard`]).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Longest metric name accepted (limits.max_name_bytes).
+    #[arg(
+        id = "limits.max_name_bytes",
+        long = "max-name-bytes",
+        value_name = "BYTES",
+        required = false
+    )]
     pub max_name_bytes: usize,
+    /// Most tags one metric may carry (limits.max_tags).
+    #[arg(
+        id = "limits.max_tags",
+        long = "max-tags",
+        value_name = "N",
+        required = false
+    )]
     pub max_tags: usize,
+    /// Longest tag key accepted (limits.max_tag_key_bytes).
+    #[arg(
+        id = "limits.max_tag_key_bytes",
+        long = "max-tag-key-bytes",
+        value_name = "BYTES",
+        required = false
+    )]
     pub max_tag_key_bytes: usize,
+    /// Longest tag value accepted (limits.max_tag_value_bytes).
+    #[arg(
+        id = "limits.max_tag_value_bytes",
+        long = "max-tag-value-bytes",
+        value_name = "BYTES",
+        required = false
+    )]
     pub max_tag_value_bytes: usize,
+    /// Longest set member accepted (limits.max_member_bytes).
+    #[arg(
+        id = "limits.max_member_bytes",
+        long = "max-member-bytes",
+        value_name = "BYTES",
+        required = false
+    )]
     pub max_member_bytes: usize,
+    /// Most series held per flush interval, all receivers together (limits.max_series).
+    #[arg(
+        id = "limits.max_series",
+        long = "max-series",
+        value_name = "N",
+        required = false
+    )]
     pub max_series: usize,
+    /// Most tagged series per metric name per interval (limits.max_tag_sets_per_name).
+    #[arg(
+        id = "limits.max_tag_sets_per_name",
+        long = "max-tag-sets-per-name",
+        value_name = "N",
+        required = false
+    )]
     pub max_tag_sets_per_name: usize,
+    /// Samples kept per timer series per interval; beyond, a uniform reservoir
+    /// (limits.max_timer_samples).
+    #[arg(
+        id = "limits.max_timer_samples",
+        long = "max-timer-samples",
+        value_name = "N",
+        required = false
+    )]
     pub max_timer_samples: usize,
+    /// Gauges remembered across intervals (limits.max_gauges).
+    #[arg(
+        id = "limits.max_gauges",
+        long = "max-gauges",
+        value_name = "N",
+        required = false
+    )]
     pub max_gauges: usize,
 }
 
@@ -149,6 +235,14 @@ impl LimitsConfig {
         }
     }
 
+    /// Every limit must be positive.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in toml_integers(self) {
+            at_least(&format!("limits.{key}"), value, 1)?;
+        }
+        Ok(())
+    }
+
     /// The aggregate stage's share.
     pub fn aggregate(&self) -> AggregateLimits {
         AggregateLimits {
@@ -160,148 +254,11 @@ impl LimitsConfig {
     }
 }
 
-/// One UDP listener (`[statsd]` or `[pystatsd]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ListenerConfig {
-    pub enabled: bool,
-    /// Addresses to bind, IPv4 or IPv6 (`"[::1]:8125"`).
-    pub listen: Vec<SocketAddr>,
-    /// Receiver threads (one socket each) per address; 0 means one per CPU core.
-    pub receivers: usize,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReceiveConfig {
-    pub batch_size: usize,
-    pub max_datagram_bytes: usize,
-    pub rcvbuf_bytes: usize,
-    pub coalesce_us: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlushConfig {
-    pub interval_ms: u64,
-    pub snapshot_queue: usize,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AggregationConfig {
-    pub percentiles: Vec<f64>,
-    pub sanitize_names: bool,
-    pub delete_idle_gauges: bool,
-    pub idle_zero_flushes: u32,
-}
-
-/// `[admin]`: Etsy's management interface (TCP). Loopback by default; binding elsewhere
-/// is an explicit choice.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    pub enabled: bool,
-    pub listen: SocketAddr,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8126)),
-        }
-    }
-}
-
-/// `[http]`: `/health` and `/metrics`. Loopback by default.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub enabled: bool,
-    pub listen: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatsConfig {
-    pub enabled: bool,
-    pub prefix: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub level: String,
-}
-
-/// `[sinks.NAME]`, selected by `type`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkConfig {
-    Console(ConsoleConfig),
-    Graphite(Box<GraphiteConfig>),
-    #[cfg(feature = "kafka")]
-    Kafka(Box<KafkaConfig>),
-}
-
-/// Separates the inner key path from the reason in a sink's deserialization error, so
-/// [`Config::parse`] can report `sinks.NAME.key` (serde's internally tagged enums would
-/// lose the inner path).
-const INNER_KEY: char = '\u{1f}';
-
-impl<'de> Deserialize<'de> for SinkConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(deserializer)?;
-        let kind = match table.remove("type") {
-            Some(toml::Value::String(kind)) => kind,
-            Some(_) => return Err(D::Error::custom(format!("type{INNER_KEY}must be a string"))),
-            None => {
-                return Err(D::Error::custom(
-                    "missing `type` (\"console\", \"graphite\" or \"kafka\")",
-                ));
-            }
-        };
-        let rest = toml::Value::Table(table);
-        let inner_error = |e: serde_path_to_error::Error<toml::de::Error>| {
-            D::Error::custom(format!("{}{INNER_KEY}{}", e.path(), e.inner().message()))
-        };
-        match kind.as_str() {
-            "console" => serde_path_to_error::deserialize(rest)
-                .map(SinkConfig::Console)
-                .map_err(inner_error),
-            "graphite" => serde_path_to_error::deserialize(rest)
-                .map(|g| SinkConfig::Graphite(Box::new(g)))
-                .map_err(inner_error),
-            #[cfg(feature = "kafka")]
-            "kafka" => serde_path_to_error::deserialize(rest)
-                .map(|k| SinkConfig::Kafka(Box::new(k)))
-                .map_err(inner_error),
-            #[cfg(not(feature = "kafka"))]
-            "kafka" => Err(D::Error::custom(format!(
-                "type{INNER_KEY}this rstatsd was built without the `kafka` feature"
-            ))),
-            other => Err(D::Error::custom(format!(
-                "type{INNER_KEY}unknown sink type {other:?} (use \"console\", \"graphite\" or \"kafka\")"
-            ))),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
-            statsd: ListenerConfig::new("127.0.0.1:8125"),
-            pystatsd: ListenerConfig::new("127.0.0.1:5090"),
+            statsd: ListenerConfig::new(Protocol::Statsd),
+            pystatsd: ListenerConfig::new(Protocol::Pystatsd),
             receive: ReceiveConfig::default(),
             flush: FlushConfig::default(),
             aggregation: AggregationConfig::default(),
@@ -316,111 +273,12 @@ impl Default for Config {
     }
 }
 
-impl ListenerConfig {
-    fn new(addr: &str) -> Self {
-        ListenerConfig {
-            enabled: true,
-            listen: vec![addr.parse().expect("valid default address")],
-            receivers: 0,
-        }
-    }
-}
-
-impl Default for ListenerConfig {
-    fn default() -> Self {
-        ListenerConfig {
-            enabled: true,
-            listen: Vec::new(),
-            receivers: 0,
-        }
-    }
-}
-
-impl Default for ReceiveConfig {
-    fn default() -> Self {
-        ReceiveConfig {
-            batch_size: 64,
-            max_datagram_bytes: 65536,
-            rcvbuf_bytes: 8 << 20,
-            coalesce_us: 1000,
-        }
-    }
-}
-
-impl Default for FlushConfig {
-    fn default() -> Self {
-        FlushConfig {
-            interval_ms: 10_000,
-            snapshot_queue: 4,
-        }
-    }
-}
-
-impl Default for AggregationConfig {
-    fn default() -> Self {
-        AggregationConfig {
-            percentiles: vec![90.0],
-            sanitize_names: true,
-            delete_idle_gauges: false,
-            idle_zero_flushes: 0,
-        }
-    }
-}
-
-impl Default for StatsConfig {
-    fn default() -> Self {
-        StatsConfig {
-            enabled: true,
-            prefix: "rstatsd.".to_string(),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".to_string(),
-        }
-    }
-}
-
-/// A configuration error: where, which key, why. Exit code 2.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    /// The file, when the value came from one.
-    pub file: Option<PathBuf>,
-    /// Dotted key path (`flush.interval_ms`), empty when the file as a whole is at fault.
-    pub key: String,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.file {
-            Some(file) => write!(f, "config file {}: ", file.display())?,
-            None => write!(f, "configuration: ")?,
-        }
-        if !self.key.is_empty() {
-            write!(f, "key `{}`: ", self.key)?;
-        }
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl Config {
-    /// Reads and parses a TOML file (not yet validated).
+    /// Reads and parses a TOML file (not yet validated; errors do not name the file yet).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            key: String::new(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        Config::parse(&text).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            ..e
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read: {e}")))?;
+        Config::parse(&text)
     }
 
     /// Parses TOML text (not yet validated).
@@ -434,147 +292,69 @@ impl Config {
         })
     }
 
-    /// Checks every value; `file` is named in errors.
-    pub fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
-        let err = |key: &str, reason: String| ConfigError {
-            file: file.map(Path::to_path_buf),
-            key: key.to_string(),
-            reason,
-        };
-        for (name, l) in [("statsd", &self.statsd), ("pystatsd", &self.pystatsd)] {
-            if l.enabled && l.listen.is_empty() {
-                return Err(err(
-                    &format!("{name}.listen"),
-                    "no address to listen on (set `enabled = false` to disable the listener)"
-                        .into(),
-                ));
-            }
-            if l.receivers > 1024 {
-                return Err(err(
-                    &format!("{name}.receivers"),
-                    "must be at most 1024".into(),
-                ));
-            }
+    /// The listener section of `protocol`.
+    pub fn listener(&self, protocol: Protocol) -> &ListenerConfig {
+        match protocol {
+            Protocol::Statsd => &self.statsd,
+            Protocol::Pystatsd => &self.pystatsd,
         }
-        if !self.statsd.enabled && !self.pystatsd.enabled {
-            return Err(err(
+    }
+
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for protocol in Protocol::ALL {
+            self.listener(protocol).validate(protocol.name())?;
+        }
+        if Protocol::ALL.iter().all(|p| !self.listener(*p).enabled) {
+            return Err(ConfigError::new(
                 "statsd.enabled",
-                "every listener is disabled: nothing to receive".into(),
+                "every listener is disabled: nothing to receive",
             ));
         }
-        let r = &self.receive;
-        if !(1..=1024).contains(&r.batch_size) {
-            return Err(err(
-                "receive.batch_size",
-                "must be between 1 and 1024".into(),
-            ));
-        }
-        if !(512..=65536).contains(&r.max_datagram_bytes) {
-            return Err(err(
-                "receive.max_datagram_bytes",
-                "must be between 512 and 65536".into(),
-            ));
-        }
-        if r.rcvbuf_bytes < 4096 {
-            return Err(err("receive.rcvbuf_bytes", "must be at least 4096".into()));
-        }
-        if r.coalesce_us > 100_000 {
-            return Err(err(
-                "receive.coalesce_us",
-                "must be at most 100000 (100 ms)".into(),
-            ));
-        }
-        if self.flush.interval_ms < 10 {
-            return Err(err("flush.interval_ms", "must be at least 10".into()));
-        }
-        if self.flush.snapshot_queue == 0 {
-            return Err(err("flush.snapshot_queue", "must be at least 1".into()));
-        }
-        for (i, &p) in self.aggregation.percentiles.iter().enumerate() {
-            Percentile::new(p)
-                .map_err(|e| err(&format!("aggregation.percentiles[{i}]"), e.to_string()))?;
-        }
-        let l = &self.limits;
-        for (key, v) in [
-            ("max_name_bytes", l.max_name_bytes),
-            ("max_tags", l.max_tags),
-            ("max_tag_key_bytes", l.max_tag_key_bytes),
-            ("max_tag_value_bytes", l.max_tag_value_bytes),
-            ("max_member_bytes", l.max_member_bytes),
-            ("max_series", l.max_series),
-            ("max_tag_sets_per_name", l.max_tag_sets_per_name),
-            ("max_timer_samples", l.max_timer_samples),
-            ("max_gauges", l.max_gauges),
-        ] {
-            if v == 0 {
-                return Err(err(&format!("limits.{key}"), "must be at least 1".into()));
-            }
-        }
-        for key in self.tags.keys() {
-            if key.is_empty() {
-                return Err(err("tags", "tag keys must not be empty".into()));
-            }
+        self.receive.validate()?;
+        self.flush.validate()?;
+        self.aggregation.validate()?;
+        self.limits.validate()?;
+        if self.tags.keys().any(String::is_empty) {
+            return Err(ConfigError::new("tags", "tag keys must not be empty"));
         }
         for (name, sink) in &self.sinks {
-            let prefix = format!("sinks.{name}");
-            let checked = match sink {
-                SinkConfig::Console(_) => Ok(()),
-                SinkConfig::Graphite(g) => g.validate(&prefix),
-                #[cfg(feature = "kafka")]
-                SinkConfig::Kafka(k) => k.validate(&prefix),
-            };
-            checked.map_err(|(key, reason)| err(&key, reason))?;
+            sink.validate(&format!("sinks.{name}"))?;
         }
-        if self.log.level.parse::<log::LevelFilter>().is_err() {
-            return Err(err(
-                "log.level",
-                format!(
-                    "unknown level {:?} (use error, warn, info, debug or trace)",
-                    self.log.level
-                ),
-            ));
-        }
-        Ok(())
+        self.log.validate()
     }
 
-    /// Every size and count limit as (config key, value), for the internal stats.
-    pub fn limit_values(&self) -> Vec<(&'static str, u64)> {
-        let l = &self.limits;
-        [
+    /// Every size and count limit as (config key, value), shown on `/metrics`.
+    pub fn limit_values(&self) -> Vec<(String, u64)> {
+        let r = &self.receive;
+        let mut out = vec![
             (
-                "receive.max_datagram_bytes",
-                self.receive.max_datagram_bytes,
+                "receive.max_datagram_bytes".to_string(),
+                r.max_datagram_bytes as u64,
             ),
-            ("receive.rcvbuf_bytes", self.receive.rcvbuf_bytes),
-            ("flush.snapshot_queue", self.flush.snapshot_queue),
-            ("limits.max_name_bytes", l.max_name_bytes),
-            ("limits.max_tags", l.max_tags),
-            ("limits.max_tag_key_bytes", l.max_tag_key_bytes),
-            ("limits.max_tag_value_bytes", l.max_tag_value_bytes),
-            ("limits.max_member_bytes", l.max_member_bytes),
-            ("limits.max_series", l.max_series),
-            ("limits.max_tag_sets_per_name", l.max_tag_sets_per_name),
-            ("limits.max_timer_samples", l.max_timer_samples),
-            ("limits.max_gauges", l.max_gauges),
-        ]
+            ("receive.rcvbuf_bytes".to_string(), r.rcvbuf_bytes as u64),
+            (
+                "flush.snapshot_queue".to_string(),
+                self.flush.snapshot_queue as u64,
+            ),
+        ];
+        for (key, value) in toml_integers(&self.limits) {
+            out.push((format!("limits.{key}"), value));
+        }
+        out
+    }
+}
+
+/// The integer keys of a section, by serializing it: so a new limit is listed (and
+/// validated) the moment it is declared.
+fn toml_integers(section: &impl Serialize) -> Vec<(String, u64)> {
+    let Ok(toml::Value::Table(table)) = toml::Value::try_from(section) else {
+        return Vec::new();
+    };
+    table
         .into_iter()
-        .map(|(k, v)| (k, v as u64))
+        .filter_map(|(k, v)| Some((k, u64::try_from(v.as_integer()?).ok()?)))
         .collect()
-    }
-
-    /// The configured percentiles (valid after [`Config::validate`]).
-    pub fn percentiles(&self) -> Vec<Percentile> {
-        self.aggregation
-            .percentiles
-            .iter()
-            .filter_map(|&p| Percentile::new(p).ok())
-            .collect()
-    }
-
-    /// The log level (valid after [`Config::validate`]).
-    pub fn log_level(&self) -> log::LevelFilter {
-        self.log.level.parse().unwrap_or(log::LevelFilter::Info)
-    }
 }
 
 fn toml_error(text: &str, e: &toml::de::Error, key: String) -> ConfigError {
@@ -593,11 +373,7 @@ fn toml_error(text: &str, e: &toml::de::Error, key: String) -> ConfigError {
             format!(" (line {line})")
         })
         .unwrap_or_default();
-    ConfigError {
-        file: None,
-        key,
-        reason: format!("{message}{location}"),
-    }
+    ConfigError::new(key, format!("{message}{location}"))
 }
 
 #[cfg(test)]
@@ -607,7 +383,7 @@ mod tests {
     #[test]
     fn empty_file_is_the_default() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
-        Config::default().validate(None).unwrap();
+        Config::default().validate().unwrap();
     }
 
     #[test]
@@ -630,10 +406,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        c.validate(None).unwrap();
+        c.validate().unwrap();
         assert_eq!(c.statsd.listen.len(), 2);
         assert_eq!(c.aggregation.percentiles, vec![90.0, 99.9, -10.0]);
-        assert_eq!(c.sinks["out"], SinkConfig::Console(ConsoleConfig {}));
+        assert_eq!(c.sinks["out"], SinkConfig::Console(Box::default()));
         assert_eq!(c.tags["host"], "web1");
     }
 
@@ -666,7 +442,10 @@ mod tests {
     fn validation_names_the_key() {
         let mut c = Config::default();
         c.aggregation.percentiles = vec![90.0, 0.0];
-        let e = c.validate(Some(Path::new("/etc/x.toml"))).unwrap_err();
+        let e = c
+            .validate()
+            .unwrap_err()
+            .in_file(Some("/etc/x.toml".into()));
         assert_eq!(e.key, "aggregation.percentiles[1]");
         assert_eq!(
             e.to_string(),
@@ -674,9 +453,9 @@ mod tests {
         );
         let mut c = Config::default();
         c.flush.interval_ms = 1;
-        assert_eq!(c.validate(None).unwrap_err().key, "flush.interval_ms");
+        assert_eq!(c.validate().unwrap_err().key, "flush.interval_ms");
         let mut c = Config::default();
         c.log.level = "loud".into();
-        assert_eq!(c.validate(None).unwrap_err().key, "log.level");
+        assert_eq!(c.validate().unwrap_err().key, "log.level");
     }
 }

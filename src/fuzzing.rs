@@ -10,14 +10,14 @@ use std::time::Duration;
 use crate::aggregate::timer::Percentile;
 use crate::aggregate::{AggregateLimits, SeriesGuard, Table};
 use crate::config::Config;
-use crate::flush::{Aggregator, FlushSettings};
+use crate::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
 use crate::format::json::render_nested;
 use crate::metric::Metric;
 use crate::parse::json::JsonParser;
 use crate::parse::line::LineParser;
-use crate::parse::{Handler, Reject, Skip};
-use crate::receive::{Harvest, Protocol};
-use crate::stats::ReceiverStats;
+use crate::parse::{Handler, Protocol, Reject, Skip};
+use crate::receive::Harvest;
+use crate::stats::{self, Detail, FlushFacts, ReceiverStats};
 
 /// A receiver's handler in miniature: a small cardinality guard and a small timer cap, so
 /// fuzzed input reaches the refusal and reservoir paths too.
@@ -82,21 +82,16 @@ pub fn datagram_to_snapshot(data: &[u8]) {
         .into_iter()
         .map(|p| Percentile::new(p).unwrap())
         .collect();
-    let mut aggregator = Aggregator::new(
-        FlushSettings {
-            interval: Duration::from_secs(10),
-            percentiles: Arc::from(percentiles),
-            global_tags: vec![("host".into(), "fuzz".into())],
+    let mut finalizer = Finalizer::new(FinalizeSettings {
+        percentiles: Arc::from(percentiles),
+        global_tags: vec![("host".into(), "fuzz".into())],
+        stats: Some(("rstatsd.".into(), Detail::Full)),
+        carry: CarrySettings {
             delete_idle_gauges: false,
             idle_zero_flushes: 1,
-            stats_prefix: Some("rstatsd.".into()),
-            max_timer_samples: 4,
             max_gauges: 16,
-            limits: vec![("limits.max_series", 64)],
-            guard: Some(Arc::clone(&guard)),
         },
-        vec![(Protocol::Statsd, 4096)],
-    );
+    });
     let harvest = |table| Harvest {
         protocol: Protocol::Statsd,
         table,
@@ -104,7 +99,12 @@ pub fn datagram_to_snapshot(data: &[u8]) {
     };
     // The second flush exercises persisted gauges and idle zeros.
     for tables in [vec![harvest(line.table), harvest(json.table)], vec![]] {
-        let snapshot = aggregator.build(tables, &mut [], &[], 1_795_323_600_000);
+        let merged = merge(tables, 1_795_323_600_000, Duration::from_secs(10), 4);
+        let internal = stats::collect(&FlushFacts {
+            receivers: &merged.receivers,
+            ..FlushFacts::default()
+        });
+        let snapshot = finalizer.finalize(merged.state, &internal);
         let mut out = String::new();
         for i in 0..snapshot.series.len() {
             out.clear();
@@ -120,8 +120,8 @@ pub fn config(data: &[u8]) {
         return;
     };
     if let Ok(config) = Config::parse(text) {
-        let _ = config.validate(None);
-        let _ = config.percentiles();
+        let _ = config.validate();
+        let _ = config.aggregation.percentiles();
         let _ = config.limit_values();
     }
 }

@@ -29,11 +29,13 @@ pub mod flush;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod interval;
 pub mod logging;
 pub mod metric;
 pub mod parse;
 pub mod receive;
 pub mod server;
+pub mod settings;
 pub mod sink;
 pub mod snapshot;
 pub mod stats;

@@ -5,7 +5,52 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
+use serde::{Deserialize, Serialize};
+
 use crate::format::time::{rfc3339_millis, unix_millis};
+use crate::settings::ConfigError;
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log level: error, warn, info, debug, trace (log.level).
+    #[arg(
+        id = "log.level",
+        long = "log-level",
+        value_name = "LEVEL",
+        required = false
+    )]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl LogConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.level.parse::<LevelFilter>().is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                format!(
+                    "unknown level {:?} (use error, warn, info, debug or trace)",
+                    self.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The level (valid after [`LogConfig::validate`]).
+    pub fn level(&self) -> LevelFilter {
+        self.level.parse().unwrap_or(LevelFilter::Info)
+    }
+}
 
 struct StderrLogger {
     level: LevelFilter,

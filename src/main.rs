@@ -6,13 +6,12 @@
 use std::process::ExitCode;
 use std::thread;
 
-use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use rstatsd::cli::Cli;
 use rstatsd::logging;
-use rstatsd::server::{self, Server, ServerError};
+use rstatsd::server::{Server, ServerError};
 
 /// Tells systemd (`Type=notify`) about a state change; a no-op outside systemd.
 fn notify_systemd(state: &str) {
@@ -31,7 +30,7 @@ fn notify_systemd(state: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let config = match cli.load_config() {
         Ok(config) => config,
         Err(e) => {
@@ -41,8 +40,8 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         // Creating the sinks lets librdkafka check its properties too.
-        if let Err(mut e) = server::build_sinks(&config) {
-            e.file = cli.config.clone();
+        if let Err(e) = rstatsd::sink::registry::build_all(&config.sinks) {
+            let e = e.in_file(cli.config.clone());
             eprintln!("rstatsd: {e}");
             return ExitCode::from(2);
         }
@@ -52,7 +51,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    logging::init(config.log_level());
+    logging::init(config.log.level());
 
     // Installed before the sockets are bound, so a signal never finds the default action.
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
@@ -64,9 +63,8 @@ fn main() -> ExitCode {
     };
     let server = match Server::start(&config) {
         Ok(server) => server,
-        Err(ServerError::Config(mut e)) => {
-            e.file = cli.config.clone();
-            log::error!("{e}");
+        Err(ServerError::Config(e)) => {
+            log::error!("{}", e.in_file(cli.config.clone()));
             return ExitCode::from(2);
         }
         Err(ServerError::Start(e)) => {

@@ -3,24 +3,21 @@
 //! in-process.
 
 use std::fmt;
-use std::io::{self, BufWriter};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 
 use crate::admin::{AdminState, http, mgmt};
 use crate::aggregate::SeriesGuard;
-use crate::config::{Config, ConfigError, ListenerConfig, SinkConfig};
-use crate::flush::{Aggregator, FlushSettings, Flusher};
-use crate::receive::{self, Protocol, ReceiverSettings};
-use crate::sink::console::ConsoleSink;
-use crate::sink::graphite::{GraphiteSink, Renderer};
-#[cfg(feature = "kafka")]
-use crate::sink::kafka::KafkaSink;
-use crate::sink::{BuiltSink, SinkCounters, SinkHandle, SinkTotals};
+use crate::config::{Config, ConfigError};
+use crate::flush::{CarrySettings, FinalizeSettings, FlushSettings, Flusher, ListenerFacts};
+use crate::parse::Protocol;
+use crate::receive::{self, ReceiverSettings};
+use crate::sink::{BuiltSink, SinkHandle, SinkTotals, registry};
 
 /// A start-up failure: a socket that cannot be bound, a thread that cannot start.
 #[derive(Debug)]
@@ -84,7 +81,7 @@ impl Server {
     /// Binds every listener and starts all threads. Sinks come from `config.sinks` (a
     /// console sink writing to stdout when none is configured).
     pub fn start(config: &Config) -> Result<Server, ServerError> {
-        let sinks = build_sinks(config).map_err(ServerError::Config)?;
+        let sinks = registry::build_all(&config.sinks).map_err(ServerError::Config)?;
         Ok(Server::start_with_sinks(config, sinks)?)
     }
 
@@ -112,20 +109,17 @@ impl Server {
         let mut receivers = Vec::new();
         let mut listeners = Vec::new();
         let mut inodes = Vec::new();
-        let listener_configs = [
-            (Protocol::Statsd, &config.statsd),
-            (Protocol::Pystatsd, &config.pystatsd),
-        ];
-        for (protocol, lc) in listener_configs {
-            let ListenerConfig {
-                enabled,
-                listen,
-                receivers: count,
-            } = lc;
-            if !enabled {
+        let epoch = Instant::now();
+        for protocol in Protocol::ALL {
+            let lc = config.listener(protocol);
+            if !lc.enabled {
                 continue;
             }
-            let count = if *count == 0 { cores } else { *count };
+            let count = if lc.receivers == 0 {
+                cores
+            } else {
+                lc.receivers
+            };
             let settings = ReceiverSettings {
                 protocol,
                 batch_size: config.receive.batch_size,
@@ -135,8 +129,9 @@ impl Server {
                 limits: config.limits.parse(),
                 max_timer_samples: config.limits.max_timer_samples,
                 guard: Arc::clone(&guard),
+                epoch,
             };
-            for addr in listen {
+            for addr in &lc.listen {
                 let group = receive::bind_group(*addr, count, config.receive.rcvbuf_bytes)
                     .map_err(|source| StartError {
                         what: format!("cannot listen on {} udp {addr}", protocol.name()),
@@ -144,7 +139,7 @@ impl Server {
                     })?;
                 listeners.push((protocol, group.local_addr, group.rcvbuf_bytes));
                 for socket in group.sockets {
-                    if let Some(inode) = socket_inode(&socket) {
+                    if let Some(inode) = receive::socket_inode(&socket) {
                         inodes.push((protocol, inode));
                     }
                     let (ctl_tx, ctl_rx) = unbounded();
@@ -163,43 +158,32 @@ impl Server {
         drop(harvest_tx);
 
         let mut handles = Vec::new();
-        for BuiltSink {
-            name,
-            sink,
-            counters,
-        } in sinks
-        {
-            let handle = SinkHandle::spawn(&name, sink, counters, config.flush.snapshot_queue)
-                .map_err(|source| StartError {
-                    what: format!("cannot start sink {name}"),
-                    source,
+        for built in sinks {
+            let name = built.name.clone();
+            let handle =
+                SinkHandle::spawn(built, config.flush.snapshot_queue).map_err(|source| {
+                    StartError {
+                        what: format!("cannot start sink {name}"),
+                        source,
+                    }
                 })?;
             handles.push(handle);
         }
-        let settings = FlushSettings {
-            interval: Duration::from_millis(config.flush.interval_ms),
-            percentiles: Arc::from(config.percentiles()),
-            global_tags: config
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            delete_idle_gauges: config.aggregation.delete_idle_gauges,
-            idle_zero_flushes: config.aggregation.idle_zero_flushes,
-            stats_prefix: config.stats.enabled.then(|| config.stats.prefix.clone()),
-            max_timer_samples: config.limits.max_timer_samples,
-            max_gauges: config.limits.max_gauges,
-            limits: config.limit_values(),
-            guard: Some(guard),
+        let settings = flush_settings(config, guard);
+        let mut facts = ListenerFacts {
+            socket_inodes: inodes,
+            ..ListenerFacts::default()
         };
-        let mut buffers: Vec<(Protocol, usize)> = Vec::new();
         for (p, _, bytes) in &listeners {
-            if !buffers.iter().any(|(q, _)| q == p) {
-                buffers.push((*p, *bytes));
+            if !facts.receive_buffers.iter().any(|(q, _)| q == p) {
+                facts.receive_buffers.push((*p, *bytes));
             }
         }
         let (shutdown_tx, shutdown_rx) = bounded(1);
-        let admin = Arc::new(AdminState::new(redact(&format!("{config:#?}"))));
+        let admin = Arc::new(AdminState::new(
+            redact(&format!("{config:#?}")),
+            config.limit_values(),
+        ));
         if let Some(listener) = mgmt_listener {
             mgmt::spawn(listener, Arc::clone(&admin))
                 .map_err(io_error("cannot start the admin thread".into()))?;
@@ -208,18 +192,13 @@ impl Server {
             http::spawn(listener, Arc::clone(&admin))
                 .map_err(io_error("cannot start the http thread".into()))?;
         }
-        let flusher = Flusher::new(
-            Aggregator::new(settings, buffers).with_socket_inodes(inodes),
-            controls,
-            harvest_rx,
-            handles,
-        )
-        .with_admin(admin)
-        .spawn(shutdown_rx)
-        .map_err(|source| StartError {
-            what: "cannot start the flusher thread".into(),
-            source,
-        })?;
+        let flusher = Flusher::new(settings, facts, controls, harvest_rx, handles)
+            .with_admin(admin)
+            .spawn(shutdown_rx)
+            .map_err(|source| StartError {
+                what: "cannot start the flusher thread".into(),
+                source,
+            })?;
         Ok(Server {
             listeners,
             admin_listeners,
@@ -283,70 +262,30 @@ fn redact(text: &str) -> String {
         .join("\n")
 }
 
-/// The inode of a socket (its identity in /proc/net/udp), where /proc is available.
-fn socket_inode(socket: &std::net::UdpSocket) -> Option<u64> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
-        .ok()
-        .map(|m| m.ino())
-}
-
-/// Instantiates the configured sinks (a console sink if none). Kafka producers are created
-/// here, so librdkafka's verdict on their properties is a configuration error.
-pub fn build_sinks(config: &Config) -> Result<Vec<BuiltSink>, ConfigError> {
-    let console = |name: &str| {
-        BuiltSink::new(
-            name,
-            Box::new(ConsoleSink::new(BufWriter::with_capacity(
-                1 << 16,
-                io::stdout(),
-            ))),
-        )
-    };
-    if config.sinks.is_empty() {
-        return Ok(vec![console("console")]);
+/// What the flusher needs from the configuration.
+fn flush_settings(config: &Config, guard: Arc<SeriesGuard>) -> FlushSettings {
+    FlushSettings {
+        interval: Duration::from_millis(config.flush.interval_ms),
+        max_timer_samples: config.limits.max_timer_samples,
+        finalize: FinalizeSettings {
+            percentiles: Arc::from(config.aggregation.percentiles()),
+            global_tags: config
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            stats: config
+                .stats
+                .enabled
+                .then(|| (config.stats.prefix.clone(), config.stats.detail)),
+            carry: CarrySettings {
+                delete_idle_gauges: config.aggregation.delete_idle_gauges,
+                idle_zero_flushes: config.aggregation.idle_zero_flushes,
+                max_gauges: config.limits.max_gauges,
+            },
+        },
+        guard: Some(guard),
     }
-    config
-        .sinks
-        .iter()
-        .map(|(name, sc)| match sc {
-            SinkConfig::Console(_) => Ok(vec![console(name)]),
-            SinkConfig::Graphite(g) => {
-                let renderer = Arc::new(Renderer::new(g));
-                Ok(g.destinations
-                    .iter()
-                    .map(|dest| {
-                        let name = format!("{name}/{dest}");
-                        let counters: Arc<SinkCounters> = Arc::default();
-                        let sink = GraphiteSink::new(
-                            &name,
-                            dest,
-                            Arc::clone(&renderer),
-                            g,
-                            Arc::clone(&counters),
-                        );
-                        BuiltSink {
-                            name,
-                            sink: Box::new(sink),
-                            counters,
-                        }
-                    })
-                    .collect())
-            }
-            #[cfg(feature = "kafka")]
-            SinkConfig::Kafka(k) => {
-                let counters = Arc::default();
-                let sink = KafkaSink::new(name, k, Arc::clone(&counters))?;
-                Ok(vec![BuiltSink {
-                    name: name.clone(),
-                    sink: Box::new(sink),
-                    counters,
-                }])
-            }
-        })
-        .collect::<Result<Vec<Vec<BuiltSink>>, _>>()
-        .map(|sinks| sinks.into_iter().flatten().collect())
 }
 
 #[cfg(test)]

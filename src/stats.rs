@@ -1,40 +1,139 @@
-//! Internal statistics: counters each receiver keeps privately, summed at flush and emitted as
-//! ordinary series under the configured prefix (default `rstatsd.`).
+//! Internal statistics, all in one place: what each one is called, what it counts, and when a
+//! flush carries it.
 //!
-//! | series | type | tags | meaning |
-//! |---|---|---|---|
-//! | `packets_received` | counter | `listener` | datagrams received |
-//! | `bytes_received` | counter | `listener` | datagram bytes received |
-//! | `recv_batches` | counter | `listener` | recvmmsg calls that returned data |
-//! | `truncated_datagrams` | counter | `listener` | datagrams larger than `max_datagram_bytes` (complete lines kept) |
-//! | `recv_errors` | counter | `listener` | socket errors other than timeouts |
-//! | `metrics_received` | counter | `listener` | metric values aggregated |
-//! | `series_rejected` | counter | `listener` | metrics of new series refused: `limits.max_series` reached |
-//! | `tag_sets_rejected` | counter | `listener` | metrics of new series refused: `limits.max_tag_sets_per_name` reached for their name |
-//! | `timer_samples_reservoir` | counter | `listener` | timer samples beyond `limits.max_timer_samples` (went through the reservoir; count and sum stay exact) |
-//! | `bad_lines` | counter | `listener`, `reason` | rejected lines/objects ([`Reject`]) |
-//! | `events_skipped` | counter | `listener` | DogStatsD events skipped |
-//! | `service_checks_skipped` | counter | `listener` | DogStatsD service checks skipped |
-//! | `receive_buffer_bytes` | gauge | `listener` | effective SO_RCVBUF per socket |
-//! | `socket_drops` | gauge | `listener` | kernel drops on our sockets since start (/proc/net/udp) |
-//! | `series` | gauge | | series in the previous snapshot |
-//! | `gauges_kept` | gauge | | gauges remembered across intervals |
-//! | `gauges_not_kept` | counter | | new gauges not remembered (`limits.max_gauges`) |
-//! | `guard_tracked_names` | gauge | | names tracked by the per-name tag-set cap |
-//! | `limit` | gauge | `limit` | every configured limit, by config key |
-//! | `flush_duration_ms` | gauge | | time the previous flush took |
-//! | `snapshot_drops` | counter | `sink` | snapshots dropped because the sink's queue was full |
-//! | `sink_errors` | counter | `sink` | snapshots a sink failed to deliver |
-//! | `sink_delivered` | counter | `sink` | messages the destination acknowledged |
-//! | `sink_retried` | counter | `sink` | messages sent again after a retriable failure |
-//! | `sink_failed` | counter | `sink` | messages that failed permanently |
-//! | `sink_dropped` | counter | `sink` | messages dropped from a full sink buffer |
-//! | `sink_buffered_bytes` | gauge | `sink` | bytes waiting in the sink's own buffer |
+//! Receivers count into their own [`ReceiverStats`] (plain integers, no atomics); sinks into
+//! their shared [`SinkCounters`]. Once per flush [`collect`] turns those and the flusher's own
+//! figures into [`Stat`]s. Every stat goes to the admin plane (`/metrics`, `stats`); a flush
+//! carries them as ordinary series under `stats.prefix` (default `rstatsd.`) only as
+//! `stats.detail` allows:
 //!
-//! The receiver counters are summed here; the flush and sink ones are assembled by
-//! [`crate::flush::Aggregator`].
+//! - `basic` (default): the [`Level::Always`] ones, and the [`Level::NonZero`] ones in
+//!   intervals where they are not zero: with one listener idle a flush carries about 15 of
+//!   them, not the full set;
+//! - `full`: every one, every flush.
+//!
+//! Configured limits never change, so they are not in flushes: `/metrics` shows them as
+//! `rstatsd_limit{limit="<key>"}` and the admin `config` command shows the whole configuration.
+//!
+//! | series | type | tags | level | meaning |
+//! |---|---|---|---|---|
+//! | `packets_received` | counter | `listener` | always | datagrams received |
+//! | `metrics_received` | counter | `listener` | always | metric values aggregated |
+//! | `bytes_received` | counter | `listener` | full | datagram bytes received |
+//! | `recv_batches` | counter | `listener` | full | recvmmsg calls that returned data |
+//! | `truncated_datagrams` | counter | `listener` | non-zero | datagrams larger than `max_datagram_bytes` (complete lines kept) |
+//! | `recv_errors` | counter | `listener` | non-zero | socket errors other than timeouts |
+//! | `series_rejected` | counter | `listener` | non-zero | metrics of new series refused: `limits.max_series` reached |
+//! | `tag_sets_rejected` | counter | `listener` | non-zero | metrics of new series refused: `limits.max_tag_sets_per_name` reached |
+//! | `timer_samples_reservoir` | counter | `listener` | non-zero | timer samples beyond `limits.max_timer_samples` (went through the reservoir) |
+//! | `bad_lines` | counter | `listener`, `reason` | non-zero | rejected lines/objects ([`Reject`]) |
+//! | `events_skipped` | counter | `listener` | non-zero | DogStatsD events skipped |
+//! | `service_checks_skipped` | counter | `listener` | non-zero | DogStatsD service checks skipped |
+//! | `receive_buffer_bytes` | gauge | `listener` | always | effective SO_RCVBUF per socket |
+//! | `socket_drops` | gauge | `listener` | always | kernel drops on our sockets since start (/proc/net/udp) |
+//! | `series` | gauge | | always | series in the previous snapshot |
+//! | `flush_duration_ms` | gauge | | always | time the previous flush took |
+//! | `gauges_kept` | gauge | | always | gauges remembered across intervals |
+//! | `gauges_not_kept` | counter | | non-zero | new gauges not remembered (`limits.max_gauges`) |
+//! | `guard_tracked_names` | gauge | | full | names tracked by the per-name tag-set cap |
+//! | `sink_delivered` | counter | `sink` | always | messages (lines) the destination took |
+//! | `sink_buffered_bytes` | gauge | `sink` | always | bytes waiting in the sink's delivery buffer |
+//! | `sink_queue_dropped` | counter | `sink` | non-zero | snapshots dropped from the sink's queue (the sink fell `flush.snapshot_queue` flushes behind) |
+//! | `sink_buffer_dropped` | counter | `sink` | non-zero | messages dropped from the full delivery buffer (oldest snapshots first) |
+//! | `sink_retried` | counter | `sink` | non-zero | messages sent again after a retriable failure |
+//! | `sink_failed` | counter | `sink` | non-zero | messages that failed permanently |
+//! | `sink_connection_errors` | counter | `sink` | non-zero | failed connection attempts and broken connections |
+//! | `sink_write_errors` | counter | `sink` | non-zero | snapshots a sink could not write at all (console: stdout failed) |
 
-use crate::parse::Reject;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::parse::{Protocol, Reject};
+
+/// `[stats]`: internal statistics in flushes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Do not put internal statistics into flushes (stats.enabled = false; `/metrics` keeps them).
+    #[arg(id = "stats.enabled", long = "no-stats", num_args = 0, default_missing_value = "false", action = clap::ArgAction::Set, required = false)]
+    pub enabled: bool,
+    /// Prefix of internal statistics series (stats.prefix).
+    #[arg(
+        id = "stats.prefix",
+        long = "stats-prefix",
+        value_name = "PREFIX",
+        required = false
+    )]
+    pub prefix: String,
+    /// Internal statistics per flush: basic or full (stats.detail).
+    #[arg(
+        id = "stats.detail",
+        long = "stats-detail",
+        value_name = "DETAIL",
+        required = false
+    )]
+    pub detail: Detail,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            enabled: true,
+            prefix: "rstatsd.".to_string(),
+            detail: Detail::Basic,
+        }
+    }
+}
+
+/// `stats.detail`: how many internal statistics a flush carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Detail {
+    /// What an operator watches: traffic, loss and delivery, problems when they happen.
+    #[default]
+    Basic,
+    /// Every statistic, every flush.
+    Full,
+}
+
+/// When a flush carries a statistic (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Always,
+    NonZero,
+    Full,
+}
+
+/// A statistic's value this interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatValue {
+    /// Events in this interval.
+    Counter(u64),
+    /// A level at the end of the interval.
+    Gauge(f64),
+}
+
+/// One internal statistic of one interval, named without the prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stat {
+    pub name: &'static str,
+    pub tags: Vec<(&'static str, String)>,
+    pub value: StatValue,
+    pub level: Level,
+}
+
+impl Stat {
+    /// True when a flush at `detail` carries this statistic.
+    pub fn in_flush(&self, detail: Detail) -> bool {
+        match (detail, self.level) {
+            (Detail::Full, _) | (Detail::Basic, Level::Always) => true,
+            (Detail::Basic, Level::NonZero) => self.value != StatValue::Counter(0),
+            (Detail::Basic, Level::Full) => false,
+        }
+    }
+}
 
 /// Counters owned by one receiver thread; plain integers, no atomics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,36 +155,299 @@ pub struct ReceiverStats {
 impl ReceiverStats {
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &ReceiverStats) {
-        self.packets_received += other.packets_received;
-        self.bytes_received += other.bytes_received;
-        self.recv_batches += other.recv_batches;
-        self.truncated_datagrams += other.truncated_datagrams;
-        self.recv_errors += other.recv_errors;
-        self.metrics_received += other.metrics_received;
-        self.series_rejected += other.series_rejected;
-        self.tag_sets_rejected += other.tag_sets_rejected;
-        self.timer_samples_reservoir += other.timer_samples_reservoir;
-        self.events_skipped += other.events_skipped;
-        self.service_checks_skipped += other.service_checks_skipped;
+        for ((_, a, _), (_, b, _)) in self.counters_mut().into_iter().zip(other.counters()) {
+            *a += b;
+        }
         for (a, b) in self.bad_lines.iter_mut().zip(other.bad_lines.iter()) {
             *a += b;
         }
     }
 
-    /// Every counter as (series name suffix, value); `bad_lines` per reason is separate.
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    /// Every counter with its series name and level; `bad_lines` per reason is separate.
+    pub fn counters(&self) -> [(&'static str, u64, Level); 11] {
+        let mut copy = self.clone();
+        copy.counters_mut()
+            .map(|(name, v, level)| (name, *v, level))
+    }
+
+    fn counters_mut(&mut self) -> [(&'static str, &mut u64, Level); 11] {
+        use Level::*;
         [
-            ("packets_received", self.packets_received),
-            ("bytes_received", self.bytes_received),
-            ("recv_batches", self.recv_batches),
-            ("truncated_datagrams", self.truncated_datagrams),
-            ("recv_errors", self.recv_errors),
-            ("metrics_received", self.metrics_received),
-            ("series_rejected", self.series_rejected),
-            ("tag_sets_rejected", self.tag_sets_rejected),
-            ("timer_samples_reservoir", self.timer_samples_reservoir),
-            ("events_skipped", self.events_skipped),
-            ("service_checks_skipped", self.service_checks_skipped),
+            ("packets_received", &mut self.packets_received, Always),
+            ("metrics_received", &mut self.metrics_received, Always),
+            ("bytes_received", &mut self.bytes_received, Full),
+            ("recv_batches", &mut self.recv_batches, Full),
+            (
+                "truncated_datagrams",
+                &mut self.truncated_datagrams,
+                NonZero,
+            ),
+            ("recv_errors", &mut self.recv_errors, NonZero),
+            ("series_rejected", &mut self.series_rejected, NonZero),
+            ("tag_sets_rejected", &mut self.tag_sets_rejected, NonZero),
+            (
+                "timer_samples_reservoir",
+                &mut self.timer_samples_reservoir,
+                NonZero,
+            ),
+            ("events_skipped", &mut self.events_skipped, NonZero),
+            (
+                "service_checks_skipped",
+                &mut self.service_checks_skipped,
+                NonZero,
+            ),
         ]
+    }
+}
+
+/// Counters a sink shares with the flusher (off the hot path, so atomics are fine). Each
+/// counts one thing, in the unit its name says; see the module docs.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub delivered: AtomicU64,
+    pub queue_dropped: AtomicU64,
+    pub buffer_dropped: AtomicU64,
+    pub retried: AtomicU64,
+    pub failed: AtomicU64,
+    pub connection_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+    /// Bytes waiting in the delivery buffer (a gauge).
+    pub buffered_bytes: AtomicU64,
+    /// Messages still undelivered when the sink closed.
+    pub undelivered: AtomicU64,
+}
+
+/// A plain copy of [`SinkCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SinkTotals {
+    pub delivered: u64,
+    pub queue_dropped: u64,
+    pub buffer_dropped: u64,
+    pub retried: u64,
+    pub failed: u64,
+    pub connection_errors: u64,
+    pub write_errors: u64,
+    pub buffered_bytes: u64,
+    pub undelivered: u64,
+}
+
+impl SinkCounters {
+    pub fn totals(&self) -> SinkTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SinkTotals {
+            delivered: get(&self.delivered),
+            queue_dropped: get(&self.queue_dropped),
+            buffer_dropped: get(&self.buffer_dropped),
+            retried: get(&self.retried),
+            failed: get(&self.failed),
+            connection_errors: get(&self.connection_errors),
+            write_errors: get(&self.write_errors),
+            buffered_bytes: get(&self.buffered_bytes),
+            undelivered: get(&self.undelivered),
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl SinkTotals {
+    /// The counters as (series name, value since `last`, level).
+    fn deltas(&self, last: &SinkTotals) -> [(&'static str, u64, Level); 7] {
+        use Level::*;
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        [
+            ("sink_delivered", d(self.delivered, last.delivered), Always),
+            (
+                "sink_queue_dropped",
+                d(self.queue_dropped, last.queue_dropped),
+                NonZero,
+            ),
+            (
+                "sink_buffer_dropped",
+                d(self.buffer_dropped, last.buffer_dropped),
+                NonZero,
+            ),
+            ("sink_retried", d(self.retried, last.retried), NonZero),
+            ("sink_failed", d(self.failed, last.failed), NonZero),
+            (
+                "sink_connection_errors",
+                d(self.connection_errors, last.connection_errors),
+                NonZero,
+            ),
+            (
+                "sink_write_errors",
+                d(self.write_errors, last.write_errors),
+                NonZero,
+            ),
+        ]
+    }
+}
+
+/// What one flush reports about rstatsd itself, gathered by the flusher.
+#[derive(Debug, Default)]
+pub struct FlushFacts<'a> {
+    /// Each listener's receiver counters, summed over its receivers.
+    pub receivers: &'a [(Protocol, ReceiverStats)],
+    /// Effective receive buffer per listener.
+    pub receive_buffers: &'a [(Protocol, usize)],
+    /// Kernel drops per listener since start.
+    pub socket_drops: Vec<(Protocol, u64)>,
+    /// Series in the previous snapshot, and how long building it took.
+    pub series: usize,
+    pub flush_duration: Duration,
+    pub gauges_kept: usize,
+    pub gauges_not_kept: u64,
+    pub guard_tracked_names: Option<usize>,
+    /// Each sink's counters now and at the previous flush.
+    pub sinks: Vec<(&'a str, SinkTotals, SinkTotals)>,
+}
+
+/// Every internal statistic of one interval (see the module docs for names and levels).
+pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
+    use Level::*;
+    let mut out = Vec::with_capacity(64);
+    let mut push = |name, tags: &[(&'static str, &str)], value, level| {
+        out.push(Stat {
+            name,
+            tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            value,
+            level,
+        })
+    };
+    for (protocol, s) in facts.receivers {
+        let listener = [("listener", protocol.name())];
+        for (name, v, level) in s.counters() {
+            push(name, &listener, StatValue::Counter(v), level);
+        }
+        for reason in Reject::ALL {
+            let tags = [("listener", protocol.name()), ("reason", reason.as_str())];
+            let v = StatValue::Counter(s.bad_lines[reason.index()]);
+            push("bad_lines", &tags, v, NonZero);
+        }
+    }
+    for (protocol, drops) in &facts.socket_drops {
+        let listener = [("listener", protocol.name())];
+        push(
+            "socket_drops",
+            &listener,
+            StatValue::Gauge(*drops as f64),
+            Always,
+        );
+    }
+    for (protocol, bytes) in facts.receive_buffers {
+        let listener = [("listener", protocol.name())];
+        let v = StatValue::Gauge(*bytes as f64);
+        push("receive_buffer_bytes", &listener, v, Always);
+    }
+    push("series", &[], StatValue::Gauge(facts.series as f64), Always);
+    let ms = facts.flush_duration.as_secs_f64() * 1000.0;
+    push("flush_duration_ms", &[], StatValue::Gauge(ms), Always);
+    let kept = StatValue::Gauge(facts.gauges_kept as f64);
+    push("gauges_kept", &[], kept, Always);
+    let not_kept = StatValue::Counter(facts.gauges_not_kept);
+    push("gauges_not_kept", &[], not_kept, NonZero);
+    if let Some(names) = facts.guard_tracked_names {
+        push(
+            "guard_tracked_names",
+            &[],
+            StatValue::Gauge(names as f64),
+            Full,
+        );
+    }
+    for (name, now, last) in &facts.sinks {
+        let tags = [("sink", *name)];
+        for (stat, v, level) in now.deltas(last) {
+            push(stat, &tags, StatValue::Counter(v), level);
+        }
+        let bytes = StatValue::Gauge(now.buffered_bytes as f64);
+        push("sink_buffered_bytes", &tags, bytes, Always);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_detail_keeps_problems_only_when_they_happen() {
+        let mut busy = ReceiverStats {
+            packets_received: 3,
+            metrics_received: 5,
+            events_skipped: 1,
+            ..ReceiverStats::default()
+        };
+        busy.bad_lines[Reject::NoValue.index()] = 2;
+        let receivers = [
+            (Protocol::Statsd, busy),
+            (Protocol::Pystatsd, ReceiverStats::default()),
+        ];
+        let buffers = [(Protocol::Statsd, 4096), (Protocol::Pystatsd, 4096)];
+        let facts = FlushFacts {
+            receivers: &receivers,
+            receive_buffers: &buffers,
+            socket_drops: vec![(Protocol::Statsd, 0), (Protocol::Pystatsd, 0)],
+            sinks: vec![(
+                "console",
+                SinkTotals {
+                    delivered: 7,
+                    queue_dropped: 1,
+                    ..SinkTotals::default()
+                },
+                SinkTotals::default(),
+            )],
+            guard_tracked_names: Some(4),
+            ..FlushFacts::default()
+        };
+        let stats = collect(&facts);
+        let basic: Vec<String> = stats
+            .iter()
+            .filter(|s| s.in_flush(Detail::Basic))
+            .map(|s| {
+                let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} {}", s.name, tags.join(","))
+            })
+            .collect();
+        assert_eq!(
+            basic,
+            [
+                "packets_received listener=statsd",
+                "metrics_received listener=statsd",
+                "events_skipped listener=statsd",
+                "bad_lines listener=statsd,reason=no_value",
+                "packets_received listener=pystatsd",
+                "metrics_received listener=pystatsd",
+                "socket_drops listener=statsd",
+                "socket_drops listener=pystatsd",
+                "receive_buffer_bytes listener=statsd",
+                "receive_buffer_bytes listener=pystatsd",
+                "series ",
+                "flush_duration_ms ",
+                "gauges_kept ",
+                "sink_delivered sink=console",
+                "sink_queue_dropped sink=console",
+                "sink_buffered_bytes sink=console",
+            ]
+        );
+        // Full detail: every counter of both listeners, every reason, every sink counter.
+        let full = stats.iter().filter(|s| s.in_flush(Detail::Full)).count();
+        assert_eq!(full, stats.len());
+        assert_eq!(stats.len(), 2 * (11 + Reject::ALL.len() + 2) + 5 + 8);
+    }
+
+    #[test]
+    fn receiver_stats_add_every_counter() {
+        let mut a = ReceiverStats {
+            recv_errors: 1,
+            service_checks_skipped: 2,
+            ..ReceiverStats::default()
+        };
+        a.bad_lines[0] = 1;
+        let b = a.clone();
+        a.add(&b);
+        assert_eq!((a.recv_errors, a.service_checks_skipped), (2, 4));
+        assert_eq!(a.bad_lines[0], 2);
     }
 }

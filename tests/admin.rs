@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Daemon, sender};
+use common::{Daemon, http, sender};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -55,24 +55,6 @@ impl Admin {
 }
 
 /// One HTTP/1.1 request; returns (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(length, body.len());
-    (status, body.to_string())
-}
-
 /// A daemon that has flushed a known interval (1 s flushes; the console record shows it).
 fn daemon_with_one_flush() -> Daemon {
     let d = Daemon::start(&["--flush-interval-ms", "1000", "--no-stats"]);

@@ -6,7 +6,7 @@ mod common;
 use std::net::UdpSocket;
 use std::process::{Command, Output};
 
-use common::ConfigFile;
+use common::{ConfigFile, Daemon, LONG_INTERVAL};
 
 fn rstatsd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rstatsd"))
@@ -206,6 +206,69 @@ fn port_in_use_fails_start_up_with_exit_1() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn a_second_rstatsd_on_the_same_port_is_refused() {
+    // Both would set SO_REUSEPORT; the second must not silently take a share of the traffic.
+    let first = Daemon::start(&["--flush-interval-ms", LONG_INTERVAL, "--no-pystatsd"]);
+    let addr = first.statsd.unwrap().to_string();
+    let out = rstatsd(&[
+        "--statsd-listen",
+        &addr,
+        "--no-pystatsd",
+        "--no-admin",
+        "--no-http",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        e.contains(&format!(
+            "cannot listen on statsd udp {addr}: address in use: another socket (another \
+             rstatsd?) already receives on this port"
+        )),
+        "{e}"
+    );
+    first.stop().assert_clean_stop();
+}
+
+#[test]
+fn a_sink_that_gives_up_at_shutdown_says_so_once() {
+    // Nothing listens on a port we bound and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = ConfigFile::new(
+        "graphite-down",
+        &format!(
+            "[sinks.g]\ntype = \"graphite\"\ndestinations = [\"127.0.0.1:{port}\"]\n\
+             shutdown_timeout_ms = 100\n"
+        ),
+    );
+    let d = Daemon::start_single_flush(&file, &[]);
+    // `stats.c`, `stats_counts.c` and `statsd.numStats`: three lines.
+    d.send_statsd(&common::sender(d.statsd.unwrap()), b"c:1|c");
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+    let sink = format!("g/127.0.0.1:{port}");
+    let about_it: Vec<&String> = out
+        .stderr
+        .iter()
+        .filter(|l| l.contains("undelivered"))
+        .collect();
+    assert_eq!(about_it.len(), 2, "{about_it:?}");
+    assert!(
+        about_it[0].ends_with(&format!(
+            "sink {sink}: 3 messages undelivered at shutdown (0 delivered in total)"
+        )),
+        "{about_it:?}"
+    );
+    assert!(
+        about_it[1].ends_with(&format!("stopped; undelivered messages: 3 in sink {sink}")),
+        "{about_it:?}"
+    );
 }
 
 #[test]

@@ -180,6 +180,57 @@ fn metrics_sent_just_before_sigterm_are_in_the_final_flush() {
 }
 
 #[test]
+fn a_default_flush_carries_a_few_internal_series_and_full_detail_every_one() {
+    let internal = |extra: &[&str]| {
+        let mut args = vec!["--flush-interval-ms", LONG_INTERVAL];
+        args.extend_from_slice(extra);
+        let d = Daemon::start(&args);
+        // The line listener is busy, the pystatsd listener idle.
+        d.send_statsd(&sender(d.statsd.unwrap()), b"a:1|c\nb:2|g");
+        let out = d.stop();
+        out.assert_clean_stop();
+        let mut names: Vec<String> = by_series(&out.records)
+            .into_keys()
+            .filter(|k| k.0.starts_with("rstatsd."))
+            .map(|k| {
+                let tags: Vec<String> = k.2.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} {}", k.0, tags.join(","))
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let listener = |name: &str| {
+        [
+            format!("rstatsd.metrics_received listener={name}"),
+            format!("rstatsd.packets_received listener={name}"),
+            format!("rstatsd.receive_buffer_bytes listener={name}"),
+            format!("rstatsd.socket_drops listener={name}"),
+        ]
+    };
+    let mut expected: Vec<String> = listener("pystatsd")
+        .into_iter()
+        .chain(listener("statsd"))
+        .chain(
+            [
+                "rstatsd.flush_duration_ms ",
+                "rstatsd.gauges_kept ",
+                "rstatsd.series ",
+                "rstatsd.sink_buffered_bytes sink=console",
+                "rstatsd.sink_delivered sink=console",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    expected.sort();
+    assert_eq!(internal(&[]), expected);
+    // Full detail: every counter of both listeners (each bad-line reason too), the guard
+    // and every sink counter.
+    let full = internal(&["--stats-detail", "full"]);
+    assert_eq!(full.len(), 2 * (11 + 19 + 2) + 5 + 8, "{full:?}");
+}
+
+#[test]
 fn ipv6_listener() {
     let d = Daemon::start(&[
         "--statsd-listen",

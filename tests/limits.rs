@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Daemon, Id, LONG_INTERVAL, by_series, id, sender, values};
+use common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender, values};
 
 fn user_series(got: &BTreeMap<Id, BTreeMap<String, f64>>) -> Vec<&Id> {
     got.keys()
@@ -31,6 +31,14 @@ fn series_cap_rejects_new_series_and_known_ones_keep_updating() {
         "--receivers",
         "2",
     ]);
+    // Limits are on /metrics (and in the admin `config`), not in every flush.
+    let (_, metrics) = http(d.http.unwrap(), "GET", "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "rstatsd_limit{limit=\"limits.max_series\"} 100"),
+        "{metrics}"
+    );
     let s = sender(d.statsd.unwrap());
     for i in 0..150 {
         d.send_statsd(&s, format!("c{i}:1|c").as_bytes());
@@ -46,8 +54,7 @@ fn series_cap_rejects_new_series_and_known_ones_keep_updating() {
     assert!(!got.contains_key(&id("c100", "counter", &[])));
     assert_eq!(stat(&got, "series_rejected"), 51.0);
     assert_eq!(stat(&got, "metrics_received"), 101.0);
-    let limit = id("rstatsd.limit", "gauge", &[("limit", "limits.max_series")]);
-    assert_eq!(got[&limit], values(&[("value", 100.0)]));
+    assert!(!got.keys().any(|k| k.0 == "rstatsd.limit"), "{got:?}");
     assert!(
         out.stderr
             .iter()
@@ -64,6 +71,9 @@ fn one_exploding_name_cannot_starve_the_others() {
         LONG_INTERVAL,
         "--max-tag-sets-per-name",
         "3",
+        // Every internal counter, zeros included, so the test can see `series_rejected = 0`.
+        "--stats-detail",
+        "full",
     ]);
     let s = sender(d.statsd.unwrap());
     for i in 0..10 {

@@ -3,8 +3,6 @@
 //!
 //! `cargo run --example gen_man -- [PATH]`
 
-use clap::CommandFactory;
-
 fn main() -> std::io::Result<()> {
     let path = std::env::args()
         .nth(1)
@@ -12,7 +10,7 @@ fn main() -> std::io::Result<()> {
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let command = rstatsd::cli::Cli::command();
+    let command = rstatsd::cli::command();
     let man = clap_mangen::Man::new(command).section("8");
     let mut out = Vec::new();
     man.render(&mut out)?;

@@ -18,12 +18,68 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use crossbeam_channel::Sender;
+use std::net::SocketAddr;
 
-use crate::aggregate::Value;
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+
 use crate::format::time::unix_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::snapshot::Snapshot;
+use crate::stats::{Stat, StatValue};
+
+/// `[admin]`: Etsy's management interface (TCP). Loopback by default; binding elsewhere
+/// is an explicit choice.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Disable the management interface (admin.enabled = false).
+    #[arg(id = "admin.enabled", long = "no-admin", num_args = 0, default_missing_value = "false", action = clap::ArgAction::Set, required = false)]
+    pub enabled: bool,
+    /// Etsy management interface address (admin.listen).
+    #[arg(
+        id = "admin.listen",
+        long = "admin-listen",
+        value_name = "ADDR",
+        required = false
+    )]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8126)),
+        }
+    }
+}
+
+/// `[http]`: `/health` and `/metrics`. Loopback by default.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Disable the HTTP endpoint (http.enabled = false).
+    #[arg(id = "http.enabled", long = "no-http", num_args = 0, default_missing_value = "false", action = clap::ArgAction::Set, required = false)]
+    pub enabled: bool,
+    /// HTTP /health and /metrics address (http.listen).
+    #[arg(
+        id = "http.listen",
+        long = "http-listen",
+        value_name = "ADDR",
+        required = false
+    )]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
 
 /// A request the flusher answers between flushes.
 #[derive(Debug)]
@@ -63,14 +119,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AdminState {
-    /// `config_text`: the effective configuration, shown by `config`.
-    pub fn new(config_text: String) -> AdminState {
+    /// `config_text`: the effective configuration, shown by `config`; `limits`: every
+    /// configured limit by key, shown on `/metrics` as `limit` gauges.
+    pub fn new(config_text: String, limits: Vec<(String, u64)>) -> AdminState {
+        let mut totals = StatTotals::default();
+        for (key, value) in limits {
+            let id = ("limit".to_string(), vec![("limit".to_string(), key)]);
+            totals.gauges.insert(id, value as f64);
+        }
         AdminState {
             started: Instant::now(),
             healthy: AtomicBool::new(true),
             last_msg_seen: AtomicU64::new(unix_millis(SystemTime::now()) / 1000),
             latest: Mutex::new(None),
-            totals: Mutex::new(StatTotals::default()),
+            totals: Mutex::new(totals),
             commands: Mutex::new(None),
             config_text,
         }
@@ -110,26 +172,26 @@ impl AdminState {
 
     /// Called by the flusher after each flush with the snapshot and that interval's
     /// internal statistics (names without prefix).
-    pub fn publish(&self, snapshot: Arc<Snapshot>, internal: &[(SeriesKey, Value)]) {
+    pub fn publish(&self, snapshot: Arc<Snapshot>, internal: &[Stat]) {
         let mut totals = lock(&self.totals);
-        for (key, value) in internal {
+        for stat in internal {
             let id = (
-                key.name().to_string(),
-                key.tags()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                stat.name.to_string(),
+                stat.tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect(),
             );
-            match value {
-                Value::Counter(v) => *totals.counters.entry(id).or_default() += v,
-                Value::Gauge(g) => {
-                    totals.gauges.insert(id, g.value);
+            match stat.value {
+                StatValue::Counter(n) => *totals.counters.entry(id).or_default() += n as f64,
+                StatValue::Gauge(v) => {
+                    totals.gauges.insert(id, v);
                 }
-                _ => {}
             }
         }
-        let received = internal.iter().any(|(k, v)| {
-            k.name() == "metrics_received" && matches!(v, Value::Counter(c) if *c > 0.0)
-        });
+        let received = internal
+            .iter()
+            .any(|s| s.name == "metrics_received" && s.value != StatValue::Counter(0));
         drop(totals);
         if received {
             self.last_msg_seen

@@ -12,7 +12,7 @@ use crate::metric::{Metric, SeriesKey, SeriesRef};
 /// Lookups use the parser's borrowed [`crate::metric::SeriesRef`], so updating a series the
 /// table already holds allocates nothing; only a series' first sample in an interval copies
 /// its name and tags.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Table {
     series: HashMap<SeriesKey, Value>,
     /// Samples kept per timer series (`limits.max_timer_samples`).
@@ -114,6 +114,11 @@ impl Table {
         for (key, value) in other.series {
             self.merge_value(key, value);
         }
+    }
+
+    /// Samples kept per timer series.
+    pub fn max_samples(&self) -> usize {
+        self.max_samples
     }
 
     pub fn len(&self) -> usize {

@@ -1,8 +1,12 @@
 //! Parse stage: datagram bytes → [`Metric`]s, handed one at a time to a [`Handler`].
 //!
-//! Two wire formats share this interface:
-//! - [`line`]: Etsy statsd lines with DogStatsD and Graphite extensions;
-//! - [`json`]: pystatsd JSON objects, parsed with simd-json.
+//! Each input [`Protocol`] has a parser; [`Parser`] dispatches to it:
+//! - [`line`]: Etsy statsd lines with DogStatsD and Graphite extensions (`[statsd]`);
+//! - [`json`]: pystatsd JSON objects, parsed with simd-json (`[pystatsd]`).
+//!
+//! Adding an input protocol: a parser module here, a [`Protocol`] variant (the compiler then
+//! asks for its name, default address and parser), and its listener section in
+//! [`crate::config::Config`]. This module does not own sockets (that is [`crate::receive`]).
 //!
 //! Parsers never allocate per metric for well-formed input: names, tags and set members borrow
 //! from the datagram, and the tag list and name scratch buffers are reused across calls.
@@ -14,6 +18,65 @@ pub mod line;
 pub mod sanitize;
 
 use crate::metric::{Metric, TagRef};
+
+/// The wire format a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// Etsy/DogStatsD line protocol.
+    Statsd,
+    /// pystatsd JSON objects.
+    Pystatsd,
+}
+
+impl Protocol {
+    /// Every protocol, in the order listeners start.
+    pub const ALL: [Protocol; 2] = [Protocol::Statsd, Protocol::Pystatsd];
+
+    /// The listener's name: its config section and the `listener` tag of internal stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Statsd => "statsd",
+            Protocol::Pystatsd => "pystatsd",
+        }
+    }
+
+    /// Where the listener binds by default: loopback, on the port its clients expect.
+    pub fn default_listen(self) -> std::net::SocketAddr {
+        let port = match self {
+            Protocol::Statsd => 8125,
+            Protocol::Pystatsd => 5090,
+        };
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A parser for this protocol.
+    pub fn parser(self, sanitize_names: bool, limits: Limits) -> Parser {
+        match self {
+            Protocol::Statsd => Parser::Line(LineParser::new(sanitize_names).with_limits(limits)),
+            Protocol::Pystatsd => Parser::Json(JsonParser::new(sanitize_names).with_limits(limits)),
+        }
+    }
+}
+
+/// One receiver's parser, whichever protocol it speaks.
+pub enum Parser {
+    Line(LineParser),
+    Json(JsonParser),
+}
+
+impl Parser {
+    /// Parses one datagram (the JSON parser works in place, hence `&mut`).
+    #[inline]
+    pub fn parse_datagram(&mut self, datagram: &mut [u8], handler: &mut impl Handler) {
+        match self {
+            Parser::Line(p) => p.parse_datagram(datagram, handler),
+            Parser::Json(p) => p.parse_datagram(datagram, handler),
+        }
+    }
+}
+
+use json::JsonParser;
+use line::LineParser;
 
 /// Why an input line or object was rejected. Each reason is its own internal counter
 /// (`bad_lines` with tag `reason`, see [`Reject::as_str`]).

@@ -1,29 +1,54 @@
-//! Sinks: where snapshots go.
+//! Sinks: where flushes go.
 //!
-//! A sink is a small [`Sink`] trait object with its own config. Each runs on its own thread
-//! and is fed through its own bounded queue of snapshots; the flusher never waits on a sink.
-//! When a queue is full the *oldest* queued snapshot is dropped and counted
-//! (`snapshot_drops`), so a stalled sink delays only itself and recovers with the newest data.
+//! A sink is a folder that owns its config type, its validation, its `build` function and its
+//! flags ([`SinkSpec`]), and registers itself with one line in [`registry`]. The rest of the
+//! crate knows only "type name → builder".
 //!
-//! Sinks with background work (delivery reports, retries, reconnects) ask to be polled
-//! between snapshots through [`Sink::poll_interval`].
+//! - [`SinkHandle`] (this file) runs each sink on its own thread, fed through its own bounded
+//!   queue of flushes; the flusher never waits on a sink. When a queue is full the *oldest*
+//!   queued flush is dropped and counted (`sink_queue_dropped`), so a stalled sink delays only
+//!   itself and recovers with the newest data.
+//! - [`buffer`]: the one delivery buffer every networked sink uses (byte-bounded, oldest
+//!   whole snapshots dropped first, in-flight data pinned) and the one pump/close loop over a
+//!   sink's [`buffer::Transport`].
+//! - [`console`], [`graphite`], [`kafka`]: the sinks.
+//!
+//! Adding a sink: a new folder with a config type implementing [`SinkSpec`] (whose `build`
+//! usually wraps a [`buffer::Transport`] in a [`buffer::BufferedSink`]), and its line in
+//! [`registry`].
 
+pub mod buffer;
 pub mod console;
 pub mod graphite;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod registry;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
+use crate::interval::IntervalState;
+pub use crate::settings::ConfigError;
 use crate::snapshot::Snapshot;
+pub use crate::stats::{SinkCounters, SinkTotals};
+pub use registry::{SinkConfig, SinkFlags};
 
-/// A sink's failure to deliver one snapshot.
+/// What one flush hands every sink.
+#[derive(Debug)]
+pub struct Flushed {
+    /// The finalized snapshot: what every output format renders.
+    pub snapshot: Arc<Snapshot>,
+    /// The mergeable state the snapshot was finalized from, present when a sink asked for it
+    /// ([`Sink::wants_interval_state`]): the input of outputs that ship partial aggregates to
+    /// be merged elsewhere.
+    pub interval: Option<Arc<IntervalState>>,
+}
+
+/// A sink's failure to write one flush at all.
 #[derive(Debug)]
 pub struct SinkError(pub String);
 
@@ -39,100 +64,85 @@ impl From<std::io::Error> for SinkError {
     }
 }
 
-/// A destination for snapshots. Implementations may block; they run on their own thread.
+/// A destination for flushes. Implementations may block; they run on their own thread.
 pub trait Sink: Send {
-    /// Delivers one snapshot.
-    fn send(&mut self, snapshot: &Snapshot) -> Result<(), SinkError>;
+    /// Takes one flush (delivers it, or queues it for delivery).
+    fn send(&mut self, flushed: &Flushed) -> Result<(), SinkError>;
 
-    /// How often [`Sink::poll`] must run while no snapshot arrives; `None`: never.
+    /// True when [`Flushed::interval`] must be filled for this sink.
+    fn wants_interval_state(&self) -> bool {
+        false
+    }
+
+    /// How often [`Sink::poll`] must run while no flush arrives; `None`: never.
     fn poll_interval(&self) -> Option<Duration> {
         None
     }
 
-    /// Background work between snapshots (delivery reports, retries, reconnects).
+    /// Background work between flushes (delivery reports, retries, reconnects).
     fn poll(&mut self) {}
 
-    /// Called once after the last snapshot: deliver what is pending (within the sink's own
-    /// time limit) and release resources.
-    fn close(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
+    /// Called once after the last flush: delivers what is pending within the sink's own
+    /// shutdown timeout, releases the destination and returns the number of messages that
+    /// remain undelivered. The runner logs and counts the outcome.
+    fn close(&mut self) -> u64;
 }
 
-/// Counters a sink shares with the flusher, which reports them as internal statistics
-/// (off the hot path, so atomics are fine). Sinks update the ones that apply to them.
-#[derive(Debug, Default)]
-pub struct SinkCounters {
-    /// Snapshots the sink failed to deliver (`send` returned an error).
-    pub errors: AtomicU64,
-    /// Snapshots dropped because the sink's queue was full.
-    pub drops: AtomicU64,
-    /// Messages (or lines) acknowledged by the destination.
-    pub delivered: AtomicU64,
-    /// Messages sent again after a retriable failure.
-    pub retried: AtomicU64,
-    /// Messages that failed permanently.
-    pub failed: AtomicU64,
-    /// Messages dropped from the sink's own buffer when it was full.
-    pub dropped: AtomicU64,
-    /// Bytes waiting in the sink's own buffer (a gauge).
-    pub buffered_bytes: AtomicU64,
-    /// Messages still undelivered when the sink closed.
-    pub undelivered: AtomicU64,
+/// One sink type's configuration (`[sinks.NAME] type = "…"`): validation, construction and
+/// command-line flags, all owned by the sink's folder.
+pub trait SinkSpec: Sized {
+    /// The type's command-line flags (`clap::Args`; `NoFlags` when it has none).
+    type Flags: clap::Args + Clone + Default + fmt::Debug;
+
+    /// Checks what serde cannot; `key` is the sink's table (`sinks.NAME`).
+    fn validate(&self, key: &str) -> Result<(), ConfigError>;
+
+    /// Creates the running sink(s) named `name` (one per destination, where there are several).
+    fn build(&self, name: &str) -> Result<Vec<BuiltSink>, ConfigError>;
+
+    /// The sink the type's flags configure (created with defaults when the file has none),
+    /// when any of them was given.
+    fn flagged_sink(flags: &Self::Flags) -> Option<&'static str>;
+
+    /// Applies the type's flags to that sink.
+    fn apply_flags(&mut self, flags: &Self::Flags);
 }
 
-/// A plain copy of [`SinkCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SinkTotals {
-    pub errors: u64,
-    pub drops: u64,
-    pub delivered: u64,
-    pub retried: u64,
-    pub failed: u64,
-    pub dropped: u64,
-    pub buffered_bytes: u64,
-    pub undelivered: u64,
-}
+/// Flags of a sink type that has none.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoFlags {}
 
-impl SinkCounters {
-    pub fn totals(&self) -> SinkTotals {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        SinkTotals {
-            errors: get(&self.errors),
-            drops: get(&self.drops),
-            delivered: get(&self.delivered),
-            retried: get(&self.retried),
-            failed: get(&self.failed),
-            dropped: get(&self.dropped),
-            buffered_bytes: get(&self.buffered_bytes),
-            undelivered: get(&self.undelivered),
-        }
-    }
+/// A configured sink, ready to start: the sink and the counters it updates.
+pub struct BuiltSink {
+    pub name: String,
+    pub sink: Box<dyn Sink>,
+    pub counters: Arc<SinkCounters>,
 }
 
 /// The flusher's end of a running sink.
 pub struct SinkHandle {
     name: String,
-    queue: Sender<Arc<Snapshot>>,
-    /// A second receiver on the queue, used only to drop the oldest snapshot when full.
-    oldest: Receiver<Arc<Snapshot>>,
+    queue: Sender<Arc<Flushed>>,
+    /// A second receiver on the queue, used only to drop the oldest flush when full.
+    oldest: Receiver<Arc<Flushed>>,
     counters: Arc<SinkCounters>,
+    wants_interval_state: bool,
     thread: JoinHandle<()>,
 }
 
 impl SinkHandle {
-    /// Starts `sink` on its own thread with a queue of `capacity` snapshots. `counters` are
-    /// the ones the sink itself updates (see [`BuiltSink`]).
-    pub fn spawn(
-        name: &str,
-        mut sink: Box<dyn Sink>,
-        counters: Arc<SinkCounters>,
-        capacity: usize,
-    ) -> std::io::Result<SinkHandle> {
-        let (queue, rx) = bounded::<Arc<Snapshot>>(capacity.max(1));
+    /// Starts a sink on its own thread with a queue of `capacity` flushes.
+    pub fn spawn(built: BuiltSink, capacity: usize) -> std::io::Result<SinkHandle> {
+        let BuiltSink {
+            name,
+            mut sink,
+            counters,
+        } = built;
+        let (queue, rx) = bounded::<Arc<Flushed>>(capacity.max(1));
         let thread_counters = Arc::clone(&counters);
-        let thread_name = name.to_string();
+        let thread_name = name.clone();
         let oldest = rx.clone();
+        let wants_interval_state = sink.wants_interval_state();
         let thread = thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
@@ -142,27 +152,36 @@ impl SinkHandle {
                         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                     };
                     match next {
-                        Ok(snapshot) => {
-                            if let Err(e) = sink.send(&snapshot) {
-                                thread_counters.errors.fetch_add(1, Ordering::Relaxed);
-                                log::error!(
-                                    "sink {thread_name}: failed to deliver a snapshot: {e}"
-                                );
+                        Ok(flushed) => {
+                            if let Err(e) = sink.send(&flushed) {
+                                SinkCounters::add(&thread_counters.write_errors, 1);
+                                log::error!("sink {thread_name}: cannot write a snapshot: {e}");
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => sink.poll(),
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                if let Err(e) = sink.close() {
-                    log::error!("sink {thread_name}: close failed: {e}");
+                let undelivered = sink.close();
+                thread_counters
+                    .undelivered
+                    .store(undelivered, std::sync::atomic::Ordering::Relaxed);
+                let delivered = thread_counters.totals().delivered;
+                if undelivered > 0 {
+                    log::error!(
+                        "sink {thread_name}: {undelivered} messages undelivered at shutdown \
+                         ({delivered} delivered in total)"
+                    );
+                } else {
+                    log::info!("sink {thread_name}: all messages delivered ({delivered} in total)");
                 }
             })?;
         Ok(SinkHandle {
-            name: name.to_string(),
+            name,
             queue,
             oldest,
             counters,
+            wants_interval_state,
             thread,
         })
     }
@@ -175,16 +194,20 @@ impl SinkHandle {
         &self.counters
     }
 
-    /// Queues a snapshot without blocking, dropping the oldest queued one if full.
-    pub fn offer(&self, snapshot: Arc<Snapshot>) {
-        let mut snapshot = snapshot;
+    pub fn wants_interval_state(&self) -> bool {
+        self.wants_interval_state
+    }
+
+    /// Queues a flush without blocking, dropping the oldest queued one if full.
+    pub fn offer(&self, flushed: Arc<Flushed>) {
+        let mut flushed = flushed;
         loop {
-            match self.queue.try_send(snapshot) {
+            match self.queue.try_send(flushed) {
                 Ok(()) => return,
-                Err(TrySendError::Full(s)) => {
-                    snapshot = s;
+                Err(TrySendError::Full(f)) => {
+                    flushed = f;
                     if self.oldest.try_recv().is_ok() {
-                        self.counters.drops.fetch_add(1, Ordering::Relaxed);
+                        SinkCounters::add(&self.counters.queue_dropped, 1);
                         log::warn!(
                             "sink {}: queue full, dropped the oldest snapshot",
                             self.name
@@ -192,7 +215,7 @@ impl SinkHandle {
                     }
                 }
                 Err(TrySendError::Disconnected(_)) => {
-                    self.counters.drops.fetch_add(1, Ordering::Relaxed);
+                    SinkCounters::add(&self.counters.queue_dropped, 1);
                     return;
                 }
             }
@@ -211,24 +234,6 @@ impl SinkHandle {
     }
 }
 
-/// A configured sink, ready to start: the sink and the counters it updates.
-pub struct BuiltSink {
-    pub name: String,
-    pub sink: Box<dyn Sink>,
-    pub counters: Arc<SinkCounters>,
-}
-
-impl BuiltSink {
-    /// A sink that needs no counters of its own beyond what the runner keeps.
-    pub fn new(name: impl Into<String>, sink: Box<dyn Sink>) -> BuiltSink {
-        BuiltSink {
-            name: name.into(),
-            sink,
-            counters: Arc::default(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,20 +247,28 @@ mod tests {
     }
 
     impl Sink for Stalling {
-        fn send(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
-            self.started.send(snapshot.timestamp_ms).unwrap();
+        fn send(&mut self, flushed: &Flushed) -> Result<(), SinkError> {
+            let ts = flushed.snapshot.timestamp_ms;
+            self.started.send(ts).unwrap();
             self.release.recv().unwrap();
-            self.delivered.send(snapshot.timestamp_ms).unwrap();
+            self.delivered.send(ts).unwrap();
             Ok(())
+        }
+
+        fn close(&mut self) -> u64 {
+            0
         }
     }
 
-    fn snapshot(ts: u64) -> Arc<Snapshot> {
-        Arc::new(Snapshot {
-            timestamp_ms: ts,
-            interval: Duration::from_secs(10),
-            percentiles: Vec::new().into(),
-            series: Vec::new(),
+    fn flushed(ts: u64) -> Arc<Flushed> {
+        Arc::new(Flushed {
+            snapshot: Arc::new(Snapshot {
+                timestamp_ms: ts,
+                interval: Duration::from_secs(10),
+                percentiles: Vec::new().into(),
+                series: Vec::new(),
+            }),
+            interval: None,
         })
     }
 
@@ -269,15 +282,20 @@ mod tests {
             release,
             delivered: delivered_tx,
         };
-        let handle = SinkHandle::spawn("stall", Box::new(sink), Arc::default(), 2).unwrap();
-        handle.offer(snapshot(1));
+        let built = BuiltSink {
+            name: "stall".into(),
+            sink: Box::new(sink),
+            counters: Arc::default(),
+        };
+        let handle = SinkHandle::spawn(built, 2).unwrap();
+        handle.offer(flushed(1));
         // The sink holds snapshot 1 and is stalled; the queue (2) takes 2 and 3, then every
         // further offer pushes out the oldest queued one, without blocking.
         assert_eq!(started.recv().unwrap(), 1);
         for ts in 2..=6 {
-            handle.offer(snapshot(ts));
+            handle.offer(flushed(ts));
         }
-        assert_eq!(handle.counters().drops.load(Ordering::Relaxed), 3);
+        assert_eq!(handle.counters().totals().queue_dropped, 3);
         for _ in 0..3 {
             release_tx.send(()).unwrap();
         }

@@ -22,6 +22,7 @@ use super::GraphiteConfig;
 use crate::aggregate::timer::Percentile;
 use crate::format::number::{js_number, push_js_number};
 use crate::metric::SeriesKey;
+use crate::sink::buffer::Batch;
 use crate::snapshot::{Fields, Snapshot};
 
 /// Renders snapshots into plaintext lines; holds the precomputed namespaces.
@@ -123,7 +124,7 @@ impl Renderer {
     }
 
     /// Appends every line of `snapshot` to `out`; returns the number of lines.
-    pub fn render(&self, snapshot: &Snapshot, out: &mut Vec<u8>) -> u64 {
+    pub fn render(&self, snapshot: &Snapshot, out: &mut impl Lines) -> u64 {
         let ts = snapshot.timestamp_secs();
         let allowed = self.allowed_timer_stats(&snapshot.percentiles);
         let mut line = Line {
@@ -187,7 +188,7 @@ impl Renderer {
     }
 
     /// A counter's (or trace's) count: `stats_counts.<k>` (legacy) or `<counters>.<k>.count`.
-    fn emit_count(&self, line: &mut Line<'_>, key: &str, tags: &str, count: f64) {
+    fn emit_count(&self, line: &mut Line<'_, impl Lines>, key: &str, tags: &str, count: f64) {
         match &self.counts {
             Some(counts) => line.emit(&[counts, key], tags, count),
             None => line.emit(&[&self.counters, key, "count"], tags, count),
@@ -249,31 +250,50 @@ fn bin_counts(sorted: &[f64], bins: &[Bin]) -> Vec<(Bin, u64)> {
         .collect()
 }
 
-struct Line<'a> {
-    out: &'a mut Vec<u8>,
+/// Where rendered lines go: plain bytes, or a delivery batch with one message per line.
+pub trait Lines {
+    fn line(&mut self, write: impl FnOnce(&mut Vec<u8>));
+}
+
+impl Lines for Vec<u8> {
+    fn line(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(self);
+    }
+}
+
+impl Lines for Batch {
+    fn line(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.push_with(None, None, write);
+    }
+}
+
+struct Line<'a, L: Lines> {
+    out: &'a mut L,
     ts: u64,
     lines: u64,
     suffix: &'a str,
 }
 
-impl Line<'_> {
+impl<L: Lines> Line<'_, L> {
     fn emit(&mut self, parts: &[&str], tags: &str, value: f64) {
-        let mut first = true;
-        for part in parts.iter().filter(|p| !p.is_empty()) {
-            if !first {
-                self.out.push(b'.');
+        let (ts, suffix) = (self.ts, self.suffix);
+        self.out.line(|out| {
+            let mut first = true;
+            for part in parts.iter().filter(|p| !p.is_empty()) {
+                if !first {
+                    out.push(b'.');
+                }
+                first = false;
+                out.extend_from_slice(part.as_bytes());
             }
-            first = false;
-            self.out.extend_from_slice(part.as_bytes());
-        }
-        self.out.extend_from_slice(self.suffix.as_bytes());
-        self.out.extend_from_slice(tags.as_bytes());
-        self.out.push(b' ');
-        push_js_number(self.out, value);
-        self.out.push(b' ');
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(self.ts).as_bytes());
-        self.out.push(b'\n');
+            out.extend_from_slice(suffix.as_bytes());
+            out.extend_from_slice(tags.as_bytes());
+            out.push(b' ');
+            push_js_number(out, value);
+            out.push(b' ');
+            out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+            out.push(b'\n');
+        });
         self.lines += 1;
     }
 }

@@ -20,7 +20,14 @@
 //! flush time in nanoseconds. Commas, spaces and `=` are escaped with `\`; tags with an
 //! empty value are omitted (Influx does not allow them).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::Deserialize;
+
+use super::topic::TopicTemplate;
+use super::{KafkaConfig, KeyMode};
+use crate::sink::buffer::Batch;
 
 use crate::format::json::{
     render_nested, write_num, write_plain_key, write_str, write_str_prefixed,
@@ -30,7 +37,7 @@ use crate::metric::{MetricType, SeriesKey};
 use crate::snapshot::{Fields, Snapshot};
 
 /// `format = "json" | "json-nested" | "influx"`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     #[default]
@@ -225,5 +232,102 @@ pub fn series_key(out: &mut Vec<u8>, key: &SeriesKey) {
         out.extend_from_slice(k.as_bytes());
         out.push(b'=');
         out.extend_from_slice(v.as_bytes());
+    }
+}
+
+/// Turns a snapshot into the batch of Kafka messages it is sent as: format, topic and key of
+/// every message.
+pub struct BatchEncoder {
+    encoder: Encoder,
+    topic: TopicTemplate,
+    default_topic: Option<Arc<str>>,
+    /// Rendered topic names, interned (bounded: a tag template could make many).
+    topics: HashMap<String, Arc<str>>,
+    key_mode: KeyMode,
+    influx_max: usize,
+    scratch: String,
+    key_scratch: Vec<u8>,
+}
+
+impl BatchEncoder {
+    /// The encoder of a validated config.
+    pub fn new(config: &KafkaConfig) -> BatchEncoder {
+        let static_fields = config
+            .static_fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        BatchEncoder {
+            encoder: Encoder::new(config.format, static_fields),
+            topic: TopicTemplate::parse(&config.topic).expect("validated"),
+            default_topic: config.default_topic.as_deref().map(Arc::from),
+            topics: HashMap::new(),
+            key_mode: config.key,
+            influx_max: config.influx_max_message_bytes,
+            scratch: String::new(),
+            key_scratch: Vec::new(),
+        }
+    }
+
+    /// The topic of series `index`, interned.
+    fn topic_for(&mut self, snapshot: &Snapshot, index: usize) -> Arc<str> {
+        let key = &snapshot.series[index].0;
+        let mut name = String::new();
+        if !self.topic.render(key, &mut name) {
+            return Arc::clone(
+                self.default_topic
+                    .as_ref()
+                    .expect("validated: default_topic with tag templates"),
+            );
+        }
+        if let Some(t) = self.topics.get(&name) {
+            return Arc::clone(t);
+        }
+        let t: Arc<str> = Arc::from(name.as_str());
+        if self.topics.len() < 10_000 {
+            self.topics.insert(name, Arc::clone(&t));
+        }
+        t
+    }
+
+    /// Appends every message of `snapshot` to `batch`.
+    pub fn encode(&mut self, snapshot: &Snapshot, batch: &mut Batch) {
+        if self.encoder.format() == Format::Influx {
+            // Influx messages pack many series, so they carry no key; one message per topic run.
+            let mut current: Option<Arc<str>> = None;
+            self.scratch.clear();
+            for i in 0..snapshot.series.len() {
+                let topic = self.topic_for(snapshot, i);
+                let start = self.scratch.len();
+                self.encoder.encode_influx(&mut self.scratch, snapshot, i);
+                let same_topic = current.as_ref().is_some_and(|t| *t == topic);
+                if start > 0 && (!same_topic || self.scratch.len() > self.influx_max) {
+                    let line = self.scratch.split_off(start);
+                    batch.push(current.take(), None, self.scratch.as_bytes());
+                    self.scratch = line;
+                }
+                current = Some(topic);
+            }
+            if current.is_some() {
+                batch.push(current, None, self.scratch.as_bytes());
+            }
+            return;
+        }
+        for i in 0..snapshot.series.len() {
+            let topic = self.topic_for(snapshot, i);
+            self.scratch.clear();
+            self.encoder.encode_one(&mut self.scratch, snapshot, i);
+            self.key_scratch.clear();
+            let key = &snapshot.series[i].0;
+            let key = match self.key_mode {
+                KeyMode::Series => {
+                    series_key(&mut self.key_scratch, key);
+                    Some(&self.key_scratch[..])
+                }
+                KeyMode::Name => Some(key.name().as_bytes()),
+                KeyMode::None => None,
+            };
+            batch.push(Some(topic), key, self.scratch.as_bytes());
+        }
     }
 }

@@ -17,24 +17,28 @@
 //! always answered within that bound. Every metric is in exactly one table: swaps happen only
 //! between whole datagrams.
 
+mod socket;
+
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, setsockopt, sockopt};
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg};
+use serde::{Deserialize, Serialize};
 
+pub use self::socket::{BoundGroup, bind_group, socket_drops, socket_inode};
 use crate::aggregate::{Refusal, SeriesGuard, Table};
 use crate::logging::RateLimit;
 use crate::metric::Metric;
-use crate::parse::json::JsonParser;
-use crate::parse::line::LineParser;
-use crate::parse::{Handler, Limits, Reject, Skip};
+use crate::parse::{Handler, Limits, Parser, Protocol, Reject, Skip};
+use crate::settings::{ConfigError, at_least, within};
 use crate::stats::ReceiverStats;
 
 /// Longest time an idle receiver blocks before checking for flusher requests.
@@ -44,22 +48,113 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// stopping daemon alive.
 const MAX_DRAIN_BATCHES: usize = 10_000;
 
-/// The wire format a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// Etsy/DogStatsD line protocol.
-    Statsd,
-    /// pystatsd JSON objects.
-    Pystatsd,
+/// One UDP listener (`[statsd]` or `[pystatsd]`). Its flags (`--statsd-listen`,
+/// `--no-pystatsd`, `--receivers`, …) are in [`crate::cli`]: one type serves both sections.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub enabled: bool,
+    /// Addresses to bind, IPv4 or IPv6 (`"[::1]:8125"`).
+    pub listen: Vec<SocketAddr>,
+    /// Receiver threads (one socket each) per address; 0 means one per CPU core.
+    pub receivers: usize,
 }
 
-impl Protocol {
-    /// The listener's name (config section, `listener` tag of internal stats).
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Statsd => "statsd",
-            Protocol::Pystatsd => "pystatsd",
+impl ListenerConfig {
+    /// The default section of `protocol`'s listener.
+    pub fn new(protocol: Protocol) -> ListenerConfig {
+        ListenerConfig {
+            enabled: true,
+            listen: vec![protocol.default_listen()],
+            receivers: 0,
         }
+    }
+
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.enabled && self.listen.is_empty() {
+            return Err(ConfigError::new(
+                format!("{section}.listen"),
+                "no address to listen on (set `enabled = false` to disable the listener)",
+            ));
+        }
+        within(
+            &format!("{section}.receivers"),
+            self.receivers as u64,
+            0..=1024,
+        )
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            enabled: true,
+            listen: Vec::new(),
+            receivers: 0,
+        }
+    }
+}
+
+/// `[receive]`: how receivers read their sockets.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiveConfig {
+    /// Datagrams per recvmmsg call (receive.batch_size).
+    #[arg(
+        id = "receive.batch_size",
+        long = "batch-size",
+        value_name = "N",
+        required = false
+    )]
+    pub batch_size: usize,
+    /// Largest datagram received whole; larger ones are truncated and counted
+    /// (receive.max_datagram_bytes).
+    #[arg(
+        id = "receive.max_datagram_bytes",
+        long = "max-datagram-bytes",
+        value_name = "BYTES",
+        required = false
+    )]
+    pub max_datagram_bytes: usize,
+    /// SO_RCVBUF per socket (receive.rcvbuf_bytes).
+    #[arg(
+        id = "receive.rcvbuf_bytes",
+        long = "rcvbuf-bytes",
+        value_name = "BYTES",
+        required = false
+    )]
+    pub rcvbuf_bytes: usize,
+    /// Pause after draining a socket, to receive in larger batches (receive.coalesce_us).
+    #[arg(
+        id = "receive.coalesce_us",
+        long = "coalesce-us",
+        value_name = "MICROSECONDS",
+        required = false
+    )]
+    pub coalesce_us: u64,
+}
+
+impl Default for ReceiveConfig {
+    fn default() -> Self {
+        ReceiveConfig {
+            batch_size: 64,
+            max_datagram_bytes: 65536,
+            rcvbuf_bytes: 8 << 20,
+            coalesce_us: 1000,
+        }
+    }
+}
+
+impl ReceiveConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        within("receive.batch_size", self.batch_size as u64, 1..=1024)?;
+        within(
+            "receive.max_datagram_bytes",
+            self.max_datagram_bytes as u64,
+            512..=65536,
+        )?;
+        at_least("receive.rcvbuf_bytes", self.rcvbuf_bytes as u64, 4096)?;
+        within("receive.coalesce_us", self.coalesce_us, 0..=100_000)
     }
 }
 
@@ -76,6 +171,9 @@ pub struct ReceiverSettings {
     pub max_timer_samples: usize,
     /// The cardinality guard, shared by every receiver of the server.
     pub guard: Arc<SeriesGuard>,
+    /// The one clock every receiver stamps gauge sets with, so that "last set wins" compares
+    /// stamps of different receivers correctly.
+    pub epoch: Instant,
 }
 
 /// Requests from the flusher.
@@ -95,67 +193,6 @@ pub struct Harvest {
     pub stats: ReceiverStats,
 }
 
-/// A bound group of sockets sharing one address.
-pub struct BoundGroup {
-    pub sockets: Vec<UdpSocket>,
-    /// The actual address (resolves port 0).
-    pub local_addr: SocketAddr,
-    /// Effective receive buffer per socket, as reported by the kernel.
-    pub rcvbuf_bytes: usize,
-}
-
-/// Binds `count` SO_REUSEPORT sockets to `addr`. With port 0 the first socket picks a free
-/// port and the others join it.
-pub fn bind_group(addr: SocketAddr, count: usize, rcvbuf_bytes: usize) -> io::Result<BoundGroup> {
-    let mut sockets = Vec::with_capacity(count);
-    let mut local_addr = addr;
-    let mut effective = 0;
-    for _ in 0..count {
-        let socket = Socket::new(
-            Domain::for_address(addr),
-            Type::DGRAM,
-            Some(SockProtocol::UDP),
-        )?;
-        socket.set_reuse_port(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        effective = set_receive_buffer(&socket, rcvbuf_bytes)?;
-        socket.bind(&local_addr.into())?;
-        socket.set_read_timeout(Some(POLL_INTERVAL))?;
-        let socket: UdpSocket = socket.into();
-        local_addr = socket.local_addr()?;
-        sockets.push(socket);
-    }
-    if effective < rcvbuf_bytes {
-        log::warn!(
-            "{local_addr}: receive buffer is {effective} bytes, {rcvbuf_bytes} requested; the \
-             kernel caps it at net.core.rmem_max: raise it with `sysctl -w net.core.rmem_max={rcvbuf_bytes}` \
-             or bursts will be dropped by the kernel"
-        );
-    }
-    Ok(BoundGroup {
-        sockets,
-        local_addr,
-        rcvbuf_bytes: effective,
-    })
-}
-
-/// Sets SO_RCVBUF, falling back to SO_RCVBUFFORCE (allowed with CAP_NET_ADMIN) when the
-/// kernel clamps it. Returns the effective size (Linux reports twice the requested value
-/// to account for bookkeeping; we report the usable half).
-fn set_receive_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
-    socket.set_recv_buffer_size(bytes)?;
-    let mut effective = socket.recv_buffer_size()? / 2;
-    if effective < bytes {
-        let forced = bytes.min(i32::MAX as usize);
-        if setsockopt(socket, sockopt::RcvBufForce, &forced).is_ok() {
-            effective = socket.recv_buffer_size()? / 2;
-        }
-    }
-    Ok(effective)
-}
-
 /// Starts a receiver thread on `socket`.
 pub fn spawn(
     id: usize,
@@ -169,11 +206,6 @@ pub fn spawn(
         let mut receiver = ReceiverThread::new(socket, settings);
         receiver.run(&control, &harvests);
     })
-}
-
-enum Parser {
-    Line(LineParser),
-    Json(JsonParser),
 }
 
 struct ReceiverThread {
@@ -192,7 +224,8 @@ struct ReceiverThread {
 struct State {
     table: Table,
     stats: ReceiverStats,
-    /// Monotonic time of the current batch, orders gauge sets across receivers.
+    /// Nanoseconds since the server's epoch at the current batch: orders gauge sets across
+    /// receivers.
     stamp: u64,
     epoch: Instant,
     protocol: Protocol,
@@ -261,14 +294,9 @@ impl State {
 
 impl ReceiverThread {
     fn new(socket: UdpSocket, settings: ReceiverSettings) -> ReceiverThread {
-        let parser = match settings.protocol {
-            Protocol::Statsd => {
-                Parser::Line(LineParser::new(settings.sanitize_names).with_limits(settings.limits))
-            }
-            Protocol::Pystatsd => {
-                Parser::Json(JsonParser::new(settings.sanitize_names).with_limits(settings.limits))
-            }
-        };
+        let parser = settings
+            .protocol
+            .parser(settings.sanitize_names, settings.limits);
         ReceiverThread {
             buffer: vec![0; settings.batch_size * settings.max_datagram_bytes],
             lengths: Vec::with_capacity(settings.batch_size),
@@ -277,7 +305,7 @@ impl ReceiverThread {
                 table: Table::with_capacity(0, settings.max_timer_samples),
                 stats: ReceiverStats::default(),
                 stamp: 0,
-                epoch: Instant::now(),
+                epoch: settings.epoch,
                 protocol: settings.protocol,
                 reject_log: RateLimit::new(Duration::from_secs(10)),
                 guard: Arc::clone(&settings.guard),
@@ -397,11 +425,46 @@ impl ReceiverThread {
                 len = chunk[..len].iter().rposition(|&b| b == b'\n').unwrap_or(0);
             }
             let datagram = &mut chunk[..len];
-            match &mut self.parser {
-                Parser::Line(p) => p.parse_datagram(datagram, &mut self.state),
-                Parser::Json(p) => p.parse_datagram(datagram, &mut self.state),
-            }
+            self.parser.parse_datagram(datagram, &mut self.state);
         }
         count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{AggregateLimits, Value};
+    use crate::metric::{MetricType, SeriesKey};
+
+    #[test]
+    fn gauge_stamps_count_from_the_servers_epoch_not_the_threads_start() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 1, 1 << 20).unwrap();
+        let addr = group.local_addr;
+        let an_hour = Duration::from_secs(3600);
+        let settings = ReceiverSettings {
+            protocol: Protocol::Statsd,
+            batch_size: 4,
+            max_datagram_bytes: 1024,
+            coalesce: Duration::ZERO,
+            sanitize_names: true,
+            limits: Limits::default(),
+            max_timer_samples: 10,
+            guard: Arc::new(SeriesGuard::new(&AggregateLimits::default())),
+            // A receiver started an hour after the server (the epoch) must stamp later than
+            // one started with it: stamps from different receivers are compared.
+            epoch: Instant::now() - an_hour,
+        };
+        let mut receiver = ReceiverThread::new(group.sockets.into_iter().next().unwrap(), settings);
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"g:1|g", addr)
+            .unwrap();
+        assert_eq!(receiver.receive_batch(MsgFlags::empty()), 1);
+        let key = SeriesKey::new("g", MetricType::Gauge, Vec::<(&str, &str)>::new());
+        let Some(Value::Gauge(g)) = receiver.state.table.get(&key) else {
+            panic!("no gauge")
+        };
+        assert!(g.stamp >= an_hour.as_nanos() as u64, "stamp {}", g.stamp);
     }
 }

@@ -1,0 +1,348 @@
+//! Flush step two: an [`IntervalState`] → the [`Snapshot`] sinks render. Global tags, gauge
+//! carry-over and idle zeros ([`CarryOver`]), internal statistics under the configured prefix,
+//! and samples sorted for the statistics.
+
+use std::sync::Arc;
+
+use crate::aggregate::timer::Percentile;
+use crate::aggregate::{Gauge, Table, Value};
+use crate::interval::IntervalState;
+use crate::metric::{MetricType, SeriesKey};
+use crate::snapshot::Snapshot;
+use crate::stats::{Detail, Stat, StatValue};
+
+use super::carry::{CarryOver, CarrySettings};
+
+/// Finalize settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct FinalizeSettings {
+    pub percentiles: Arc<[Percentile]>,
+    /// Tags added to every series that lacks the key.
+    pub global_tags: Vec<(String, String)>,
+    /// Internal statistics: the prefix and how many; `None` keeps them out of flushes.
+    pub stats: Option<(String, Detail)>,
+    pub carry: CarrySettings,
+}
+
+/// Turns interval states into snapshots, remembering what spans intervals.
+#[derive(Debug)]
+pub struct Finalizer {
+    settings: FinalizeSettings,
+    carry: CarryOver,
+}
+
+impl Finalizer {
+    pub fn new(settings: FinalizeSettings) -> Finalizer {
+        let carry = CarryOver::new(settings.carry.clone());
+        Finalizer { settings, carry }
+    }
+
+    /// The state that spans intervals (gauges, idle series).
+    pub fn carry(&self) -> &CarryOver {
+        &self.carry
+    }
+
+    /// Forgets persisted state of matching series (the admin `del*` commands).
+    pub fn delete(&mut self, types: &[MetricType], pattern: &str) -> Vec<String> {
+        self.carry.delete(types, pattern)
+    }
+
+    /// The snapshot of `state`, with `internal` statistics added as the settings say.
+    pub fn finalize(&mut self, state: IntervalState, internal: &[Stat]) -> Snapshot {
+        let IntervalState {
+            timestamp_ms,
+            interval,
+            series: mut table,
+        } = state;
+        let tags = &self.settings.global_tags;
+        if !tags.is_empty() {
+            // Tagging can make two series one (`c` and `c;env=prod` under `env=prod`).
+            let mut tagged = Table::with_capacity(table.len(), table.max_samples());
+            for (key, value) in table.drain() {
+                tagged.merge_value(key.with_default_tags(tags), value);
+            }
+            table = tagged;
+        }
+        let mut series = self.carry.apply(table.drain());
+        if let Some((prefix, detail)) = &self.settings.stats {
+            for stat in internal.iter().filter(|s| s.in_flush(*detail)) {
+                let key = stat_key(prefix, stat).with_default_tags(tags);
+                series.push((key, stat_value(stat.value)));
+            }
+        }
+        for (_, value) in &mut series {
+            if let Some(s) = value.samples_mut() {
+                s.values.sort_unstable_by(f64::total_cmp);
+            }
+        }
+        Snapshot {
+            timestamp_ms,
+            interval,
+            percentiles: Arc::clone(&self.settings.percentiles),
+            series,
+        }
+    }
+}
+
+fn stat_key(prefix: &str, stat: &Stat) -> SeriesKey {
+    let mtype = match stat.value {
+        StatValue::Counter(_) => MetricType::Counter,
+        StatValue::Gauge(_) => MetricType::Gauge,
+    };
+    let tags = stat.tags.iter().map(|(k, v)| (*k, v.as_str()));
+    SeriesKey::new(format!("{prefix}{}", stat.name), mtype, tags)
+}
+
+fn stat_value(value: StatValue) -> Value {
+    match value {
+        StatValue::Counter(n) => Value::Counter(n as f64),
+        StatValue::Gauge(v) => Value::Gauge(Gauge {
+            value: v,
+            absolute: true,
+            stamp: 0,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::flush::merge;
+    use crate::metric::{Metric, Sample, SeriesRef, TagRef};
+    use crate::parse::Protocol;
+    use crate::receive::Harvest;
+    use crate::stats::{Level, ReceiverStats};
+
+    fn settings() -> FinalizeSettings {
+        FinalizeSettings {
+            percentiles: vec![Percentile::new(90.0).unwrap()].into(),
+            global_tags: Vec::new(),
+            stats: None,
+            carry: CarrySettings {
+                delete_idle_gauges: false,
+                idle_zero_flushes: 0,
+                max_gauges: usize::MAX,
+            },
+        }
+    }
+
+    fn with_carry(f: impl FnOnce(&mut CarrySettings)) -> FinalizeSettings {
+        let mut s = settings();
+        f(&mut s.carry);
+        s
+    }
+
+    fn harvest(items: &[(&str, MetricType, Sample<'_>)], tags: &[TagRef<'_>]) -> Harvest {
+        let mut table = Table::new();
+        for (name, mtype, sample) in items {
+            table.apply(
+                &Metric {
+                    series: SeriesRef {
+                        name,
+                        mtype: *mtype,
+                        tags,
+                    },
+                    sample: sample.clone(),
+                    sample_rate: 1.0,
+                },
+                1,
+            );
+        }
+        Harvest {
+            protocol: Protocol::Statsd,
+            table,
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    fn build(a: &mut Finalizer, harvests: Vec<Harvest>) -> Vec<(SeriesKey, Value)> {
+        let state = merge(harvests, 0, Duration::from_secs(10), usize::MAX).state;
+        let mut s = a.finalize(state, &[]).series;
+        s.sort_by(|x, y| x.0.cmp(&y.0));
+        s
+    }
+
+    fn key(name: &str, t: MetricType) -> SeriesKey {
+        SeriesKey::new(name, t, Vec::<(&str, &str)>::new())
+    }
+
+    fn gauge(v: f64) -> Value {
+        Value::Gauge(Gauge {
+            value: v,
+            absolute: true,
+            stamp: 0,
+        })
+    }
+
+    #[test]
+    fn merges_threads_and_sorts_samples() {
+        let mut a = Finalizer::new(settings());
+        let out = build(
+            &mut a,
+            vec![
+                harvest(
+                    &[
+                        ("c", MetricType::Counter, Sample::Value(2.0)),
+                        ("t", MetricType::Timer, Sample::Value(3.0)),
+                    ],
+                    &[],
+                ),
+                harvest(
+                    &[
+                        ("c", MetricType::Counter, Sample::Value(5.0)),
+                        ("t", MetricType::Timer, Sample::Value(1.0)),
+                    ],
+                    &[],
+                ),
+            ],
+        );
+        assert_eq!(out[0], (key("c", MetricType::Counter), Value::Counter(7.0)));
+        let Value::Timer(s) = &out[1].1 else { panic!() };
+        assert_eq!(s.values, vec![1.0, 3.0]);
+    }
+
+    #[test]
+    fn gauges_persist_and_deltas_apply_to_the_previous_value() {
+        let mut a = Finalizer::new(settings());
+        let g = MetricType::Gauge;
+        build(&mut a, vec![harvest(&[("g", g, Sample::Value(10.0))], &[])]);
+        let out = build(&mut a, vec![]);
+        assert_eq!(out, vec![(key("g", g), gauge(10.0))]);
+        let out = build(&mut a, vec![harvest(&[("g", g, Sample::Delta(-4.0))], &[])]);
+        let Value::Gauge(v) = out[0].1 else { panic!() };
+        assert_eq!(v.value, 6.0);
+    }
+
+    #[test]
+    fn gauges_beyond_max_gauges_are_reported_but_not_remembered() {
+        let mut a = Finalizer::new(with_carry(|c| c.max_gauges = 1));
+        let g = MetricType::Gauge;
+        let set = |name| harvest(&[(name, g, Sample::Value(5.0))], &[]);
+        let out = build(&mut a, vec![set("a"), set("b")]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(a.carry().gauges_not_kept(), 1);
+        // The next interval repeats only the remembered one; an update of it still works.
+        let out = build(&mut a, vec![]);
+        assert_eq!(out.len(), 1);
+        let out = build(
+            &mut a,
+            vec![harvest(&[(out[0].0.name(), g, Sample::Delta(1.0))], &[])],
+        );
+        assert_eq!(out[0].1, gauge(6.0));
+        assert_eq!(a.carry().gauges_not_kept(), 0);
+    }
+
+    #[test]
+    fn delete_idle_gauges() {
+        let mut a = Finalizer::new(with_carry(|c| c.delete_idle_gauges = true));
+        build(
+            &mut a,
+            vec![harvest(
+                &[("g", MetricType::Gauge, Sample::Value(1.0))],
+                &[],
+            )],
+        );
+        assert!(build(&mut a, vec![]).is_empty());
+        // Deleted means forgotten: a delta now starts from zero.
+        let out = build(
+            &mut a,
+            vec![harvest(
+                &[("g", MetricType::Gauge, Sample::Delta(2.0))],
+                &[],
+            )],
+        );
+        let Value::Gauge(v) = out[0].1 else { panic!() };
+        assert_eq!(v.value, 2.0);
+    }
+
+    #[test]
+    fn idle_series_report_zero_for_n_flushes() {
+        let mut a = Finalizer::new(with_carry(|c| c.idle_zero_flushes = 2));
+        build(
+            &mut a,
+            vec![harvest(
+                &[
+                    ("c", MetricType::Counter, Sample::Value(1.0)),
+                    ("s", MetricType::Set, Sample::Member("x".into())),
+                    ("t", MetricType::Timer, Sample::Value(1.0)),
+                ],
+                &[],
+            )],
+        );
+        for _ in 0..2 {
+            let out = build(&mut a, vec![]);
+            assert_eq!(out.len(), 3);
+            assert_eq!(out[0].1, Value::Counter(0.0));
+            assert_eq!(out[1].1, Value::empty(MetricType::Set));
+            assert_eq!(out[2].1, Value::empty(MetricType::Timer));
+        }
+        assert!(build(&mut a, vec![]).is_empty());
+    }
+
+    #[test]
+    fn global_tags_merge_colliding_series() {
+        let mut a = Finalizer::new(FinalizeSettings {
+            global_tags: vec![("env".into(), "prod".into())],
+            ..settings()
+        });
+        let tagged: Vec<TagRef> = vec![("env", "prod".into())];
+        let out = build(
+            &mut a,
+            vec![
+                harvest(&[("c", MetricType::Counter, Sample::Value(1.0))], &[]),
+                harvest(&[("c", MetricType::Counter, Sample::Value(2.0))], &tagged),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![(
+                SeriesKey::new("c", MetricType::Counter, [("env", "prod")]),
+                Value::Counter(3.0)
+            )]
+        );
+    }
+
+    #[test]
+    fn internal_stats_join_the_snapshot_prefixed_and_tagged() {
+        let mut a = Finalizer::new(FinalizeSettings {
+            global_tags: vec![("env".into(), "prod".into())],
+            stats: Some(("rstatsd.".into(), Detail::Basic)),
+            ..settings()
+        });
+        let stat = |name, value, level| Stat {
+            name,
+            tags: vec![("listener", "statsd".to_string())],
+            value,
+            level,
+        };
+        let internal = [
+            stat("packets_received", StatValue::Counter(3), Level::Always),
+            stat("recv_errors", StatValue::Counter(0), Level::NonZero),
+            stat(
+                "receive_buffer_bytes",
+                StatValue::Gauge(4096.0),
+                Level::Always,
+            ),
+            stat("recv_batches", StatValue::Counter(1), Level::Full),
+        ];
+        let state = merge(vec![], 0, Duration::from_secs(10), usize::MAX).state;
+        let mut got = a.finalize(state, &internal).series;
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let tags = [("env", "prod"), ("listener", "statsd")];
+        assert_eq!(
+            got,
+            vec![
+                (
+                    SeriesKey::new("rstatsd.packets_received", MetricType::Counter, tags),
+                    Value::Counter(3.0)
+                ),
+                (
+                    SeriesKey::new("rstatsd.receive_buffer_bytes", MetricType::Gauge, tags),
+                    gauge(4096.0)
+                ),
+            ]
+        );
+    }
+}

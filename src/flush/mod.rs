@@ -1,0 +1,309 @@
+//! Flush stage: every interval, collect each receiver's table, merge them, finalize the result
+//! into one immutable [`Snapshot`] and offer it to every sink.
+//!
+//! - [`Flusher`] (this file): the flusher thread. Flushes happen at wall-clock multiples of
+//!   the interval (10 s → :00, :10, …); the snapshot timestamp is that boundary, and the final
+//!   flush at shutdown uses the current time. Collecting is a message exchange, not a lock:
+//!   the flusher sends [`Control::Swap`] to every receiver and waits for one [`Harvest`]
+//!   each. A receiver answers between datagrams, so no metric is lost or counted twice.
+//! - [`merge`]: harvests → one mergeable [`crate::interval::IntervalState`].
+//! - [`Finalizer`] ([`finalize`]): interval state → snapshot, with what outlives an interval
+//!   ([`carry`]: persisted gauges, idle series owed zero reports).
+//!
+//! Internal statistics are named and leveled in [`crate::stats`]; the flusher only gathers
+//! the facts for them.
+
+pub mod carry;
+pub mod finalize;
+pub mod merge;
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+
+pub use self::carry::{CarryOver, CarrySettings};
+pub use self::finalize::{FinalizeSettings, Finalizer};
+pub use self::merge::{Merged, merge};
+use crate::admin::{AdminState, FlusherCommand};
+use crate::aggregate::SeriesGuard;
+use crate::format::time::unix_millis;
+use crate::parse::Protocol;
+use crate::receive::{Control, Harvest, socket_drops};
+use crate::settings::{ConfigError, at_least};
+use crate::sink::{Flushed, SinkHandle};
+use crate::snapshot::Snapshot;
+use crate::stats::{self, FlushFacts, SinkTotals};
+
+/// How long the flusher waits for receivers to answer a swap before flushing without the
+/// missing ones (their data is then reported in the next flush, not lost).
+const HARVEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `[flush]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlushConfig {
+    /// Flush interval, aligned to wall-clock multiples (flush.interval_ms).
+    #[arg(
+        id = "flush.interval_ms",
+        long = "flush-interval-ms",
+        value_name = "MS",
+        required = false
+    )]
+    pub interval_ms: u64,
+    /// Snapshots queued per sink before the oldest is dropped (flush.snapshot_queue).
+    #[arg(
+        id = "flush.snapshot_queue",
+        long = "snapshot-queue",
+        value_name = "N",
+        required = false
+    )]
+    pub snapshot_queue: usize,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        FlushConfig {
+            interval_ms: 10_000,
+            snapshot_queue: 4,
+        }
+    }
+}
+
+impl FlushConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("flush.interval_ms", self.interval_ms, 10)?;
+        at_least("flush.snapshot_queue", self.snapshot_queue as u64, 1)
+    }
+}
+
+/// Flush behaviour, from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct FlushSettings {
+    pub interval: Duration,
+    /// Samples kept per timer series when merging the receivers' tables.
+    pub max_timer_samples: usize,
+    pub finalize: FinalizeSettings,
+    /// The receivers' cardinality guard (released and pruned after each flush).
+    pub guard: Option<Arc<SeriesGuard>>,
+}
+
+/// What the flusher reports about the listeners besides their counters.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerFacts {
+    /// (listener, effective receive buffer bytes).
+    pub receive_buffers: Vec<(Protocol, usize)>,
+    /// Inodes of the receivers' sockets, to find their kernel drop counters.
+    pub socket_inodes: Vec<(Protocol, u64)>,
+}
+
+/// The flusher thread's state.
+pub struct Flusher {
+    settings: FlushSettings,
+    finalizer: Finalizer,
+    listeners: ListenerFacts,
+    receivers: Vec<Sender<Control>>,
+    harvests: Receiver<Harvest>,
+    sinks: Vec<SinkHandle>,
+    /// Each sink's counters at the previous flush, to report per-interval deltas.
+    last_totals: Vec<SinkTotals>,
+    /// True when some sink is handed the interval state besides the snapshot.
+    keep_interval_state: bool,
+    generation: u64,
+    last_series: usize,
+    last_duration: Duration,
+    /// The admin plane's view, published after each flush, and its requests.
+    admin: Option<(Arc<AdminState>, Receiver<FlusherCommand>)>,
+}
+
+impl Flusher {
+    pub fn new(
+        settings: FlushSettings,
+        listeners: ListenerFacts,
+        receivers: Vec<Sender<Control>>,
+        harvests: Receiver<Harvest>,
+        sinks: Vec<SinkHandle>,
+    ) -> Flusher {
+        Flusher {
+            finalizer: Finalizer::new(settings.finalize.clone()),
+            settings,
+            listeners,
+            receivers,
+            harvests,
+            last_totals: vec![SinkTotals::default(); sinks.len()],
+            keep_interval_state: sinks.iter().any(SinkHandle::wants_interval_state),
+            sinks,
+            generation: 0,
+            last_series: 0,
+            last_duration: Duration::ZERO,
+            admin: None,
+        }
+    }
+
+    /// Publishes every snapshot to `state` and answers its requests between flushes.
+    pub fn with_admin(mut self, state: Arc<AdminState>) -> Flusher {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        state.set_commands(tx);
+        self.admin = Some((state, rx));
+        self
+    }
+
+    /// Runs until `shutdown` fires (or its sender is dropped), then performs the final
+    /// flush and waits for every sink to deliver it. The thread returns each sink's final
+    /// counters.
+    pub fn spawn(
+        self,
+        shutdown: Receiver<()>,
+    ) -> std::io::Result<JoinHandle<Vec<(String, SinkTotals)>>> {
+        thread::Builder::new()
+            .name("flusher".into())
+            .spawn(move || self.run(&shutdown))
+    }
+
+    fn run(mut self, shutdown: &Receiver<()>) -> Vec<(String, SinkTotals)> {
+        let interval_ms = self.settings.interval.as_millis() as u64;
+        loop {
+            let now = unix_millis(SystemTime::now());
+            let boundary = (now / interval_ms + 1) * interval_ms;
+            let commands = match &self.admin {
+                Some((_, rx)) => rx.clone(),
+                None => crossbeam_channel::never(),
+            };
+            let last = crossbeam_channel::select! {
+                recv(shutdown) -> _ => true,
+                recv(commands) -> command => {
+                    if let Ok(command) = command {
+                        self.answer(command);
+                    }
+                    continue;
+                }
+                default(Duration::from_millis(boundary - now)) => false,
+            };
+            let timestamp = if last {
+                unix_millis(SystemTime::now())
+            } else {
+                boundary
+            };
+            self.flush(last, timestamp);
+            if last {
+                break;
+            }
+        }
+        self.sinks
+            .into_iter()
+            .map(|sink| (sink.name().to_string(), sink.finish()))
+            .collect()
+    }
+
+    fn answer(&mut self, command: FlusherCommand) {
+        match command {
+            FlusherCommand::Delete {
+                types,
+                pattern,
+                reply,
+            } => {
+                let _ = reply.send(self.finalizer.delete(types, &pattern));
+            }
+        }
+    }
+
+    /// Asks every receiver for its table and waits (bounded) for the answers.
+    fn harvest(&self, request: Control) -> Vec<Harvest> {
+        let expected = self
+            .receivers
+            .iter()
+            .filter(|r| r.send(request).is_ok())
+            .count();
+        let deadline = Instant::now() + HARVEST_TIMEOUT;
+        let mut harvests = Vec::with_capacity(expected);
+        while harvests.len() < expected {
+            match self.harvests.recv_deadline(deadline) {
+                Ok(h) => harvests.push(h),
+                Err(_) => {
+                    log::error!(
+                        "flush: {} of {expected} receivers did not answer within {HARVEST_TIMEOUT:?}; \
+                         their data will be in a later flush",
+                        expected - harvests.len()
+                    );
+                    break;
+                }
+            }
+        }
+        harvests
+    }
+
+    fn flush(&mut self, last: bool, timestamp_ms: u64) {
+        // Read while the sockets are open: receivers close theirs after the final harvest.
+        let socket_drops = socket_drops(&self.listeners.socket_inodes);
+        let harvests = self.harvest(if last { Control::Final } else { Control::Swap });
+        // Only now that every receiver has swapped: released earlier, the slots one receiver
+        // gave back could be filled by another still in the old interval.
+        if let Some(guard) = &self.settings.guard {
+            guard.release(harvests.iter().map(|h| h.table.len()).sum());
+        }
+        let started = Instant::now();
+        self.generation += 1;
+        let (snapshot, interval_state, internal) = self.build(harvests, socket_drops, timestamp_ms);
+        if let Some(guard) = &self.settings.guard {
+            guard.prune(self.generation as u32);
+        }
+        self.last_series = snapshot.series.len();
+        self.last_duration = started.elapsed();
+        let snapshot = Arc::new(snapshot);
+        // Published first, so whoever sees a sink's output can already query it.
+        if let Some((admin, _)) = &self.admin {
+            admin.publish(Arc::clone(&snapshot), &internal);
+        }
+        let flushed = Arc::new(Flushed {
+            snapshot,
+            interval: interval_state,
+        });
+        for sink in &self.sinks {
+            sink.offer(Arc::clone(&flushed));
+        }
+    }
+
+    /// Merge, the internal statistics, finalize.
+    fn build(
+        &mut self,
+        harvests: Vec<Harvest>,
+        socket_drops: Vec<(Protocol, u64)>,
+        timestamp_ms: u64,
+    ) -> (
+        Snapshot,
+        Option<Arc<crate::interval::IntervalState>>,
+        Vec<stats::Stat>,
+    ) {
+        let Merged { state, receivers } = merge(
+            harvests,
+            timestamp_ms,
+            self.settings.interval,
+            self.settings.max_timer_samples,
+        );
+        let interval_state = self.keep_interval_state.then(|| Arc::new(state.clone()));
+        let totals: Vec<SinkTotals> = self.sinks.iter().map(|s| s.counters().totals()).collect();
+        let carry = self.finalizer.carry();
+        let internal = stats::collect(&FlushFacts {
+            receivers: &receivers,
+            receive_buffers: &self.listeners.receive_buffers,
+            socket_drops,
+            series: self.last_series,
+            flush_duration: self.last_duration,
+            gauges_kept: carry.gauges_kept(),
+            gauges_not_kept: carry.gauges_not_kept(),
+            guard_tracked_names: self.settings.guard.as_ref().map(|g| g.tracked_names()),
+            sinks: self
+                .sinks
+                .iter()
+                .zip(&totals)
+                .zip(&self.last_totals)
+                .map(|((sink, now), last)| (sink.name(), *now, *last))
+                .collect(),
+        });
+        self.last_totals = totals;
+        let snapshot = self.finalizer.finalize(state, &internal);
+        (snapshot, interval_state, internal)
+    }
+}

@@ -1,0 +1,221 @@
+//! The producer side of the Kafka sink: librdkafka's queue fed from the delivery buffer,
+//! delivery reports, and retries of what failed retriably.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+
+use super::KafkaConfig;
+use super::encode::BatchEncoder;
+use crate::logging::RateLimit;
+use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, Transport};
+use crate::sink::{ConfigError, Flushed, SinkCounters};
+
+/// A message handed back by a failed delivery, to retry.
+struct Retry {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// Delivery reports arrive here, on the sink thread (inside `poll`).
+struct DeliveryContext {
+    name: String,
+    counters: Arc<SinkCounters>,
+    retries: Sender<Retry>,
+    /// Set once shutdown gave up: purged messages are then counted as undelivered instead.
+    closing: AtomicBool,
+    failures: parking_lot::Mutex<RateLimit>,
+}
+
+impl ClientContext for DeliveryContext {
+    /// librdkafka's own errors (a broker connection failing, all brokers down) are what
+    /// `sink_connection_errors` counts for Kafka.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            SinkCounters::add(&self.counters.connection_errors, 1);
+        }
+        log::warn!("sink {}: librdkafka: {error}: {reason}", self.name);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let (err, msg) = match result {
+            Ok(_) => {
+                SinkCounters::add(&self.counters.delivered, 1);
+                return;
+            }
+            Err((err, msg)) => (err, msg),
+        };
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
+        if is_retriable(err) {
+            SinkCounters::add(&self.counters.retried, 1);
+            let _ = self.retries.send(Retry {
+                topic: msg.topic().to_string(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().unwrap_or_default().to_vec(),
+            });
+            return;
+        }
+        SinkCounters::add(&self.counters.failed, 1);
+        if let Some(suppressed) = self.failures.lock().allow() {
+            log::error!(
+                "sink {}: message to topic {} failed permanently: {err} ({suppressed} more failures since the last report)",
+                self.name,
+                msg.topic()
+            );
+        }
+    }
+}
+
+/// Errors after which the same message may well succeed later.
+fn is_retriable(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            MessageTimedOut
+                | BrokerTransportFailure
+                | AllBrokersDown
+                | QueueFull
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+                | RequestTimedOut
+                | NetworkException
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+        )
+    )
+}
+
+/// The Kafka transport (see the module docs of [`super`]).
+pub struct KafkaTransport {
+    name: String,
+    producer: BaseProducer<DeliveryContext>,
+    encoder: BatchEncoder,
+    retries: Receiver<Retry>,
+    counters: Arc<SinkCounters>,
+}
+
+impl KafkaTransport {
+    /// Creates the producer; librdkafka rejects invalid properties here, with the key.
+    pub fn new(
+        name: &str,
+        config: &KafkaConfig,
+        counters: Arc<SinkCounters>,
+    ) -> Result<KafkaTransport, ConfigError> {
+        let prefix = format!("sinks.{name}");
+        let mut client = ClientConfig::new();
+        let entries = config.client_config(&prefix);
+        for (k, v, _) in &entries {
+            client.set(k, v);
+        }
+        let (retry_tx, retries) = unbounded();
+        let context = DeliveryContext {
+            name: name.to_string(),
+            counters: Arc::clone(&counters),
+            retries: retry_tx,
+            closing: AtomicBool::new(false),
+            failures: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
+        };
+        let producer: BaseProducer<DeliveryContext> =
+            client.create_with_context(context).map_err(|e| match &e {
+                KafkaError::ClientConfig(_, desc, key, _) => {
+                    let ours = entries.iter().find(|(k, _, _)| k == key).map_or_else(
+                        || format!("{prefix}.properties.{key:?}"),
+                        |(_, _, from)| from.clone(),
+                    );
+                    ConfigError::new(ours, format!("librdkafka: {desc}"))
+                }
+                other => ConfigError::new(
+                    prefix.clone(),
+                    format!("cannot create the Kafka producer: {other}"),
+                ),
+            })?;
+        Ok(KafkaTransport {
+            name: name.to_string(),
+            producer,
+            encoder: BatchEncoder::new(config),
+            retries,
+            counters,
+        })
+    }
+
+    /// Hands the batch's messages to librdkafka until its queue is full.
+    fn produce(&mut self, batch: &mut Batch) -> Flow {
+        while let Some(msg) = batch.front() {
+            let topic = msg.topic.map_or("", |t| t);
+            let mut record = BaseRecord::to(topic).payload(msg.payload);
+            if let Some(k) = msg.key {
+                record = record.key(k);
+            }
+            match self.producer.send(record) {
+                Ok(()) => {}
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Flow::Blocked;
+                }
+                Err((e, _)) => {
+                    SinkCounters::add(&self.counters.failed, 1);
+                    log::error!("sink {}: cannot produce to topic {topic}: {e}", self.name);
+                }
+            }
+            batch.advance();
+        }
+        Flow::Done
+    }
+}
+
+impl Transport for KafkaTransport {
+    fn encode(&mut self, flushed: &Flushed, batch: &mut Batch) {
+        self.encoder.encode(&flushed.snapshot, batch);
+    }
+
+    fn deliver(&mut self, buffer: &mut DeliveryBuffer) {
+        let mut retried = Batch::default();
+        for r in self.retries.try_iter() {
+            retried.push(
+                Some(Arc::from(r.topic.as_str())),
+                r.key.as_deref(),
+                &r.payload,
+            );
+        }
+        // Retries are the oldest data: they go first.
+        buffer.push_front(retried);
+        buffer.deliver(|batch| self.produce(batch));
+        self.producer.poll(Duration::ZERO);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.producer.in_flight_count().max(0) as usize + self.retries.len()
+    }
+
+    fn wait(&mut self, max: Duration) {
+        self.producer.poll(max);
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(100)
+    }
+
+    fn abandon(&mut self) {
+        self.producer
+            .context()
+            .closing
+            .store(true, Ordering::Relaxed);
+    }
+}
