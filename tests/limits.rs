@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender, values};
+use common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender};
 
 fn user_series(got: &BTreeMap<Id, BTreeMap<String, f64>>) -> Vec<&Id> {
     got.keys()
