@@ -1,7 +1,7 @@
 //! The mergeable state of one flush interval: every series' aggregate as the receivers left
 //! it, nothing resolved yet.
 //!
-//! [`IntervalState`] is what flushing's first step ([`crate::flush::merge`]) produces from the
+//! [`IntervalState`] is what flushing's first step ([`crate::flush::merge()`]) produces from the
 //! receivers' tables and what its second step ([`crate::flush::Finalizer`]) turns into a
 //! [`crate::snapshot::Snapshot`]. Gauge deltas are still deltas (resolving them needs the
 //! previous interval), no global tags are applied and no internal statistics are mixed in, so

@@ -3,21 +3,27 @@
 //! The data path, one module per stage:
 //!
 //! ```text
-//! receive ──► parse ──► aggregate ──► flush ──► sink
-//! (UDP,       (line,    (per-thread   (swap,     (console,
-//!  recvmmsg)   JSON)     tables)       merge)     Graphite, Kafka)
+//! receive ──► parse ──► aggregate ──► flush: merge ──► finalize ──► sink
+//! (UDP,       (line,    (per-thread   (tables →        (→ Snapshot)   (console,
+//!  recvmmsg)   JSON)     tables)       IntervalState)                  Graphite, Kafka)
 //! ```
 //!
 //! - [`receive`]: SO_REUSEPORT sockets, one receiver thread each, batched `recvmmsg`.
-//! - [`parse`]: Etsy/DogStatsD/Graphite line protocol and pystatsd JSON → [`metric::Metric`].
-//! - [`aggregate`]: mergeable per-series values in tables owned by one thread each.
-//! - [`flush`]: interval timing, table swaps, merging, gauge persistence, internal stats.
-//! - [`sink`]: the [`sink::Sink`] trait and its implementations.
+//! - [`parse`]: the input protocols and their parsers → [`metric::Metric`].
+//! - [`aggregate`]: one aggregate type per metric type, in tables owned by one thread each.
+//! - [`flush`]: interval timing and harvesting, then [`flush::merge()`] and
+//!   [`flush::Finalizer`].
+//! - [`sink`]: the [`sink::Sink`] trait, the shared delivery buffer, the sinks and their
+//!   registry.
 //! - [`admin`]: off the data path, the management interface and HTTP `/health`, `/metrics`,
 //!   fed by what the flusher publishes once per flush.
 //!
-//! Types that cross stages live in [`metric`] (series identity) and [`snapshot`].
-//! [`config`] and [`cli`] define every setting; [`server`] wires the threads together.
+//! Types that cross stages live at the top: [`metric`] (metric types, series identity),
+//! [`interval`] (the mergeable state of one interval) and [`snapshot`] (the finalized result
+//! and the one typed view every output reads). [`stats`] names every internal statistic.
+//! [`config`] assembles the sections each component declares, [`settings`] holds their
+//! shared error type, [`cli`] the flags, [`mod@format`] the text formatting outputs share, and
+//! [`server`] wires the threads together.
 
 #![forbid(unsafe_code)]
 

@@ -6,7 +6,7 @@
 //!   flush at shutdown uses the current time. Collecting is a message exchange, not a lock:
 //!   the flusher sends [`Control::Swap`] to every receiver and waits for one [`Harvest`]
 //!   each. A receiver answers between datagrams, so no metric is lost or counted twice.
-//! - [`merge`]: harvests → one mergeable [`crate::interval::IntervalState`].
+//! - [`merge()`]: harvests → one mergeable [`crate::interval::IntervalState`].
 //! - [`Finalizer`] ([`finalize`]): interval state → snapshot, with what outlives an interval
 //!   ([`carry`]: persisted gauges, idle series owed zero reports).
 //!

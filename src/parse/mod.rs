@@ -1,7 +1,7 @@
 //! Parse stage: datagram bytes → [`Metric`]s, handed one at a time to a [`Handler`].
 //!
 //! Each input [`Protocol`] has a parser; [`Parser`] dispatches to it:
-//! - [`line`]: Etsy statsd lines with DogStatsD and Graphite extensions (`[statsd]`);
+//! - [`mod@line`]: Etsy statsd lines with DogStatsD and Graphite extensions (`[statsd]`);
 //! - [`json`]: pystatsd JSON objects, parsed with simd-json (`[pystatsd]`).
 //!
 //! Adding an input protocol: a parser module here, a [`Protocol`] variant (the compiler then

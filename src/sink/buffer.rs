@@ -9,7 +9,7 @@
 //!   never a part of one, and never the one delivery has started on (it is *pinned*, so no
 //!   destination sees a torn snapshot); a batch larger than the whole buffer is kept alone;
 //! - takes retries (messages the destination gave back) at the front: they are the oldest;
-//! - is the seam where a disk spool plugs in: [`DeliveryBuffer::evict`] is the one place a
+//! - is the seam where a disk spool plugs in: `DeliveryBuffer::evict` is the one place a
 //!   batch leaves without being delivered.
 //!
 //! [`BufferedSink`] is the [`Sink`] every transport shares: encode, queue, pump on every

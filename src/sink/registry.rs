@@ -1,6 +1,6 @@
 //! Sink types by name: the one list a new sink registers in.
 //!
-//! Each line of the [`sink_types!`] invocation below names a `type = "…"`, the config variant
+//! Each line of the `sink_types!` invocation below names a `type = "…"`, the config variant
 //! and the sink folder's [`SinkSpec`] type. From it the macro makes [`SinkConfig`] (parsed
 //! from `[sinks.NAME]` with the inner key path kept for errors), [`SinkFlags`] (every type's
 //! flags, flattened into the command line), validation, flag application and `build`.

@@ -23,8 +23,8 @@
 //! What remains is TCP's own window: lines accepted by the kernel just before a network
 //! failure is detected can be lost (at most once, never duplicated).
 
-mod render;
-mod transport;
+pub mod render;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -19,7 +19,7 @@
 
 pub mod encode;
 pub mod topic;
-mod transport;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
