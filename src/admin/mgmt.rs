@@ -36,14 +36,38 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest command line accepted.
 const MAX_LINE: usize = 4096;
 
-const COUNTERS: &[MetricType] = &[MetricType::Counter, MetricType::Trace];
-const TIMERS: &[MetricType] = &[
-    MetricType::Timer,
-    MetricType::Histogram,
-    MetricType::Distribution,
-];
-const GAUGES: &[MetricType] = &[MetricType::Gauge];
-const SETS: &[MetricType] = &[MetricType::Set];
+/// Etsy's four views, and which metric types each shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Counters,
+    Timers,
+    Gauges,
+    Sets,
+}
+
+impl View {
+    fn of(t: MetricType) -> View {
+        match t {
+            MetricType::Counter | MetricType::Trace => View::Counters,
+            MetricType::Timer | MetricType::Histogram | MetricType::Distribution => View::Timers,
+            MetricType::Gauge => View::Gauges,
+            MetricType::Set => View::Sets,
+        }
+    }
+
+    fn types(self) -> &'static [MetricType] {
+        match self {
+            View::Counters => &[MetricType::Counter, MetricType::Trace],
+            View::Timers => &[
+                MetricType::Timer,
+                MetricType::Histogram,
+                MetricType::Distribution,
+            ],
+            View::Gauges => &[MetricType::Gauge],
+            View::Sets => &[MetricType::Set],
+        }
+    }
+}
 
 /// Starts the accept thread on a bound listener.
 pub fn spawn(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
@@ -120,14 +144,14 @@ pub fn answer(line: &str, state: &AdminState, out: &mut impl Write) -> io::Resul
             writeln!(out, "health: {status}")?;
         }
         "stats" => stats(state, out)?,
-        "counters" => view(state, COUNTERS, out)?,
-        "timers" => view(state, TIMERS, out)?,
-        "gauges" => view(state, GAUGES, out)?,
-        "sets" => view(state, SETS, out)?,
-        "delcounters" => delete(state, COUNTERS, &args, out)?,
-        "deltimers" => delete(state, TIMERS, &args, out)?,
-        "delgauges" => delete(state, GAUGES, &args, out)?,
-        "delsets" => delete(state, SETS, &args, out)?,
+        "counters" => view(state, View::Counters, out)?,
+        "timers" => view(state, View::Timers, out)?,
+        "gauges" => view(state, View::Gauges, out)?,
+        "sets" => view(state, View::Sets, out)?,
+        "delcounters" => delete(state, View::Counters.types(), &args, out)?,
+        "deltimers" => delete(state, View::Timers.types(), &args, out)?,
+        "delgauges" => delete(state, View::Gauges.types(), &args, out)?,
+        "delsets" => delete(state, View::Sets.types(), &args, out)?,
         "config" => {
             out.write_all(state.config_text().as_bytes())?;
             out.write_all(b"\nEND\n\n")?;
@@ -165,13 +189,13 @@ fn stats(state: &AdminState, out: &mut impl Write) -> io::Result<()> {
 }
 
 /// `{"name;k=v": value, …}` of the last flush for the given types.
-fn view(state: &AdminState, types: &[MetricType], out: &mut impl Write) -> io::Result<()> {
+fn view(state: &AdminState, view: View, out: &mut impl Write) -> io::Result<()> {
     let mut text = String::from("{");
     if let Some(snapshot) = state.latest() {
         let mut series: Vec<_> = snapshot
             .series
             .iter()
-            .filter(|(k, _)| types.contains(&k.metric_type()))
+            .filter(|(k, _)| View::of(k.metric_type()) == view)
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let any = !series.is_empty();
@@ -232,4 +256,16 @@ fn delete(
         }
     }
     out.write_all(b"END\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_is_in_the_view_it_is_deleted_from() {
+        for t in MetricType::ALL {
+            assert!(View::of(t).types().contains(&t), "{t}");
+        }
+    }
 }

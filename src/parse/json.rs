@@ -136,7 +136,14 @@ impl JsonParser {
                         MetricType::Timer if finite(value).is_some_and(|v| v < 0.0) => {
                             return Err(Reject::NegativeTimer);
                         }
-                        _ => Sample::Value(finite(value).ok_or(Reject::BadValue)?),
+                        MetricType::Counter
+                        | MetricType::Gauge
+                        | MetricType::Timer
+                        | MetricType::Histogram
+                        | MetricType::Distribution
+                        | MetricType::Trace => {
+                            Sample::Value(finite(value).ok_or(Reject::BadValue)?)
+                        }
                     });
                 }
                 _ => tags.push((key, tag_text(value).ok_or(Reject::BadTagValue)?)),

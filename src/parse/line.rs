@@ -346,7 +346,10 @@ fn parse_value(raw: &str, mtype: MetricType) -> Result<Sample<'_>, Reject> {
             Some(v) => Ok(Sample::Value(v)),
             None => Err(Reject::BadValue),
         },
-        _ => parse_finite(raw).map(Sample::Value).ok_or(Reject::BadValue),
+        MetricType::Counter
+        | MetricType::Histogram
+        | MetricType::Distribution
+        | MetricType::Trace => parse_finite(raw).map(Sample::Value).ok_or(Reject::BadValue),
     }
 }
 
