@@ -37,7 +37,7 @@ fn receiver(c: &mut Criterion) {
         coalesce: Duration::from_millis(1),
         sanitize_names: true,
         limits: Limits::default(),
-        max_timer_samples: 10_000,
+        bounds: rstatsd::aggregate::Bounds::default(),
         guard: Arc::clone(&guard),
         epoch: std::time::Instant::now(),
     };

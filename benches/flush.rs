@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use rstatsd::aggregate::Table;
 use rstatsd::aggregate::timer::{Percentile, for_each_stat};
+use rstatsd::aggregate::{Bounds, Table};
 use rstatsd::config::Config;
 use rstatsd::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
 use rstatsd::format::json::render_nested;
@@ -73,7 +73,7 @@ fn merge_and_finalize(c: &mut Criterion) {
                         max_gauges: 1_000_000,
                     },
                 });
-                let merged = merge(harvests, 0, Duration::from_secs(10), 10_000);
+                let merged = merge(harvests, 0, Duration::from_secs(10), Bounds::default());
                 finalizer.finalize(merged.state, &[])
             },
             BatchSize::PerIteration,

@@ -33,6 +33,8 @@
 //! sanitize_names = true
 //! delete_idle_gauges = false      # true: gauges are reported only in intervals they changed
 //! idle_zero_flushes = 0           # report idle counters/timers/sets as zero for N flushes
+//! sketch_relative_accuracy = 0.01 # alpha of timer percentiles beyond max_timer_samples
+//! set_precision = 14              # HyperLogLog precision of sets beyond set_exact_members
 //!
 //! [limits]                        # larger inputs are rejected and counted (bad_lines)
 //! max_name_bytes = 256
@@ -42,7 +44,9 @@
 //! max_member_bytes = 256
 //! max_series = 1000000            # series held per interval (series_rejected beyond)
 //! max_tag_sets_per_name = 10000   # tagged series per metric name (tag_sets_rejected)
-//! max_timer_samples = 10000       # per timer series and interval; beyond: a reservoir
+//! max_timer_samples = 10000       # raw samples per timer series and interval; beyond: a DDSketch
+//! max_sketch_bins = 2048          # bins per sign of a timer sketch; the lowest collapse beyond
+//! set_exact_members = 1024        # exact members per set (and at most 2^set_precision bytes)
 //! max_gauges = 1000000            # gauges remembered across intervals
 //!
 //! [tags]                          # added to every series that lacks the key
@@ -79,8 +83,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use crate::admin::{AdminConfig, HttpConfig};
-use crate::aggregate::AggregateLimits;
 pub use crate::aggregate::AggregationConfig;
+use crate::aggregate::sketch::Mapping;
+use crate::aggregate::{AggregateLimits, Bounds};
 pub use crate::flush::FlushConfig;
 pub use crate::logging::LogConfig;
 use crate::parse::{Limits, Protocol};
@@ -186,7 +191,7 @@ pub struct LimitsConfig {
         required = false
     )]
     pub max_tag_sets_per_name: usize,
-    /// Samples kept per timer series per interval; beyond, a uniform reservoir
+    /// Raw samples kept per timer series per interval; beyond, a DDSketch
     /// (limits.max_timer_samples).
     #[arg(
         id = "limits.max_timer_samples",
@@ -203,6 +208,23 @@ pub struct LimitsConfig {
         required = false
     )]
     pub max_gauges: usize,
+    /// Bins per sign of a timer's sketch; beyond, the lowest collapse (limits.max_sketch_bins).
+    #[arg(
+        id = "limits.max_sketch_bins",
+        long = "max-sketch-bins",
+        value_name = "N",
+        required = false
+    )]
+    pub max_sketch_bins: usize,
+    /// Members a set keeps exactly (and no more than its HyperLogLog would weigh); beyond, a
+    /// HyperLogLog (limits.set_exact_members).
+    #[arg(
+        id = "limits.set_exact_members",
+        long = "set-exact-members",
+        value_name = "N",
+        required = false
+    )]
+    pub set_exact_members: usize,
 }
 
 impl Default for LimitsConfig {
@@ -219,6 +241,8 @@ impl Default for LimitsConfig {
             max_tag_sets_per_name: a.max_tag_sets_per_name,
             max_timer_samples: a.max_timer_samples,
             max_gauges: a.max_gauges,
+            max_sketch_bins: a.max_sketch_bins,
+            set_exact_members: a.set_exact_members,
         }
     }
 }
@@ -250,6 +274,8 @@ impl LimitsConfig {
             max_tag_sets_per_name: self.max_tag_sets_per_name,
             max_timer_samples: self.max_timer_samples,
             max_gauges: self.max_gauges,
+            max_sketch_bins: self.max_sketch_bins,
+            set_exact_members: self.set_exact_members,
         }
     }
 }
@@ -290,6 +316,18 @@ impl Config {
             let key = if key == "." { String::new() } else { key };
             toml_error(text, e.inner(), key)
         })
+    }
+
+    /// What bounds one series' state (valid after [`Config::validate`]).
+    pub fn bounds(&self) -> Bounds {
+        let (l, a) = (&self.limits, &self.aggregation);
+        Bounds {
+            max_timer_samples: l.max_timer_samples,
+            sketch: Mapping::for_accuracy(a.sketch_relative_accuracy),
+            max_sketch_bins: l.max_sketch_bins,
+            set_exact_members: l.set_exact_members,
+            set_lg_k: a.set_precision,
+        }
     }
 
     /// The listener section of `protocol`.

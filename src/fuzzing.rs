@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::timer::Percentile;
-use crate::aggregate::{AggregateLimits, SeriesGuard, Table};
+use crate::aggregate::{AggregateLimits, Bounds, SeriesGuard, Table};
 use crate::config::Config;
 use crate::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
 use crate::format::json::render_nested;
@@ -20,7 +20,7 @@ use crate::receive::Harvest;
 use crate::stats::{self, Detail, FlushFacts, ReceiverStats};
 
 /// A receiver's handler in miniature: a small cardinality guard and a small timer cap, so
-/// fuzzed input reaches the refusal and reservoir paths too.
+/// fuzzed input reaches the refusal and sketch paths too.
 struct Receiver {
     table: Table,
     guard: Arc<SeriesGuard>,
@@ -29,7 +29,7 @@ struct Receiver {
 impl Receiver {
     fn new(guard: &Arc<SeriesGuard>) -> Receiver {
         Receiver {
-            table: Table::with_capacity(0, 4),
+            table: Table::with_capacity(0, small_bounds()),
             guard: Arc::clone(guard),
         }
     }
@@ -45,12 +45,23 @@ impl Handler for Receiver {
     fn skip(&mut self, _kind: Skip) {}
 }
 
+/// Bounds small enough that fuzzed input reaches the sketches of timers and sets.
+fn small_bounds() -> Bounds {
+    Bounds {
+        max_timer_samples: 4,
+        max_sketch_bins: 8,
+        set_exact_members: 4,
+        set_lg_k: 6,
+        ..Bounds::default()
+    }
+}
+
 fn small_guard() -> Arc<SeriesGuard> {
     Arc::new(SeriesGuard::new(&AggregateLimits {
         max_series: 64,
         max_tag_sets_per_name: 8,
-        max_timer_samples: 4,
         max_gauges: 16,
+        ..AggregateLimits::default()
     }))
 }
 
@@ -99,7 +110,12 @@ pub fn datagram_to_snapshot(data: &[u8]) {
     };
     // The second flush exercises persisted gauges and idle zeros.
     for tables in [vec![harvest(line.table), harvest(json.table)], vec![]] {
-        let merged = merge(tables, 1_795_323_600_000, Duration::from_secs(10), 4);
+        let merged = merge(
+            tables,
+            1_795_323_600_000,
+            Duration::from_secs(10),
+            small_bounds(),
+        );
         let internal = stats::collect(&FlushFacts {
             receivers: &merged.receivers,
             ..FlushFacts::default()

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::aggregate::Table;
+use crate::aggregate::{Bounds, Table};
 
 /// One interval's series with their mergeable aggregates.
 #[derive(Debug, Clone)]
@@ -25,12 +25,12 @@ pub struct IntervalState {
 }
 
 impl IntervalState {
-    /// An empty state; timer series keep at most `max_timer_samples` samples when merged.
-    pub fn new(timestamp_ms: u64, interval: Duration, max_timer_samples: usize) -> IntervalState {
+    /// An empty state; merged series stay within `bounds`.
+    pub fn new(timestamp_ms: u64, interval: Duration, bounds: Bounds) -> IntervalState {
         IntervalState {
             timestamp_ms,
             interval,
-            series: Table::with_capacity(0, max_timer_samples),
+            series: Table::with_capacity(0, bounds),
         }
     }
 

@@ -127,7 +127,7 @@ impl Server {
                 coalesce: Duration::from_micros(config.receive.coalesce_us),
                 sanitize_names: config.aggregation.sanitize_names,
                 limits: config.limits.parse(),
-                max_timer_samples: config.limits.max_timer_samples,
+                bounds: config.bounds(),
                 guard: Arc::clone(&guard),
                 epoch,
             };
@@ -266,7 +266,7 @@ fn redact(text: &str) -> String {
 fn flush_settings(config: &Config, guard: Arc<SeriesGuard>) -> FlushSettings {
     FlushSettings {
         interval: Duration::from_millis(config.flush.interval_ms),
-        max_timer_samples: config.limits.max_timer_samples,
+        bounds: config.bounds(),
         finalize: FinalizeSettings {
             percentiles: Arc::from(config.aggregation.percentiles()),
             global_tags: config

@@ -11,14 +11,14 @@
 //! | counter | `Counter` | `count` (Σ value/rate), `rate` (count / interval seconds) |
 //! | trace | `Trace` | `count` (events seen: a trace has no rate) |
 //! | gauge | `Gauge` | `value` |
-//! | set | `Set` | `count` (distinct members) |
-//! | timer, histogram, distribution | `Timer` | Etsy timer statistics ([`timer::for_each_stat`]) |
+//! | set | `Set` | `count` (distinct members: exact, or the HyperLogLog estimate) |
+//! | timer, histogram, distribution | `Timer` | Etsy timer statistics ([`timer::for_each_stat`], or [`timer::for_each_stat_sketched`] past the sample cap) |
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::timer::{self, Percentile};
-use crate::aggregate::{Members, Samples, Value};
+use crate::aggregate::{Samples, SetValue, Value};
 use crate::metric::SeriesKey;
 
 /// One flush interval's aggregates.
@@ -41,7 +41,7 @@ pub enum Fields<'a> {
     Counter { count: f64, rate: f64 },
     Trace { count: f64 },
     Gauge { value: f64 },
-    Set { members: &'a Members },
+    Set { set: &'a SetValue },
     Timer(TimerFields<'a>),
 }
 
@@ -57,7 +57,7 @@ impl TimerFields<'_> {
     /// Calls `emit(name, value)` for every Etsy timer statistic, in Etsy's order.
     pub fn for_each_stat(&self, emit: impl FnMut(&str, f64)) {
         let s = self.samples;
-        match &s.totals {
+        match &s.sketched {
             None => timer::for_each_stat(
                 &s.values,
                 s.count,
@@ -65,21 +65,14 @@ impl TimerFields<'_> {
                 self.interval_secs,
                 emit,
             ),
-            Some(totals) => timer::for_each_stat_sampled(
-                &s.values,
-                totals,
+            Some(sketched) => timer::for_each_stat_sketched(
+                sketched,
                 s.count,
                 self.percentiles,
                 self.interval_secs,
                 emit,
             ),
         }
-    }
-
-    /// How many samples each kept sample stands for (1 unless a reservoir was used), to
-    /// scale bin counts.
-    pub fn weight(&self) -> f64 {
-        self.samples.seen() as f64 / self.samples.values.len().max(1) as f64
     }
 }
 
@@ -93,7 +86,7 @@ impl Fields<'_> {
             }
             Fields::Trace { count } => emit("count", *count),
             Fields::Gauge { value } => emit("value", *value),
-            Fields::Set { members } => emit("count", members.len() as f64),
+            Fields::Set { set } => emit("count", set.cardinality()),
             Fields::Timer(t) => t.for_each_stat(emit),
         }
     }
@@ -104,7 +97,7 @@ impl Fields<'_> {
         match self {
             Fields::Counter { count, .. } | Fields::Trace { count } => *count,
             Fields::Gauge { value } => *value,
-            Fields::Set { members } => members.len() as f64,
+            Fields::Set { set } => set.cardinality(),
             Fields::Timer(t) => t.samples.mean(),
         }
     }
@@ -125,7 +118,7 @@ impl Snapshot {
             },
             Value::Trace(count) => Fields::Trace { count: *count },
             Value::Gauge(g) => Fields::Gauge { value: g.value },
-            Value::Set(members) => Fields::Set { members },
+            Value::Set(set) => Fields::Set { set },
             Value::Timer(samples) | Value::Histogram(samples) | Value::Distribution(samples) => {
                 Fields::Timer(TimerFields {
                     samples,

@@ -25,7 +25,7 @@
 //! | `recv_errors` | counter | `listener` | non-zero | socket errors other than timeouts |
 //! | `series_rejected` | counter | `listener` | non-zero | metrics of new series refused: `limits.max_series` reached |
 //! | `tag_sets_rejected` | counter | `listener` | non-zero | metrics of new series refused: `limits.max_tag_sets_per_name` reached |
-//! | `timer_samples_reservoir` | counter | `listener` | non-zero | timer samples beyond `limits.max_timer_samples` (went through the reservoir) |
+//! | `samples_sketched` | counter | `listener` | non-zero | timer samples beyond `limits.max_timer_samples` and set members beyond the exact bound, counted into a DDSketch or HyperLogLog |
 //! | `bad_lines` | counter | `listener`, `reason` | non-zero | rejected lines/objects ([`Reject`]) |
 //! | `events_skipped` | counter | `listener` | non-zero | DogStatsD events skipped |
 //! | `service_checks_skipped` | counter | `listener` | non-zero | DogStatsD service checks skipped |
@@ -146,7 +146,7 @@ pub struct ReceiverStats {
     pub metrics_received: u64,
     pub series_rejected: u64,
     pub tag_sets_rejected: u64,
-    pub timer_samples_reservoir: u64,
+    pub samples_sketched: u64,
     pub events_skipped: u64,
     pub service_checks_skipped: u64,
     pub bad_lines: [u64; Reject::ALL.len()],
@@ -185,11 +185,7 @@ impl ReceiverStats {
             ("recv_errors", &mut self.recv_errors, NonZero),
             ("series_rejected", &mut self.series_rejected, NonZero),
             ("tag_sets_rejected", &mut self.tag_sets_rejected, NonZero),
-            (
-                "timer_samples_reservoir",
-                &mut self.timer_samples_reservoir,
-                NonZero,
-            ),
+            ("samples_sketched", &mut self.samples_sketched, NonZero),
             ("events_skipped", &mut self.events_skipped, NonZero),
             (
                 "service_checks_skipped",

@@ -41,13 +41,16 @@ fn every_seed_and_past_crash_runs_clean() {
     }
 }
 
-/// Inputs the harnesses must survive, written down when the guard and the reservoir were
-/// added (fuzzing found nothing there, these pin the paths down).
+/// Inputs the harnesses must survive, written down when the guard and the sketches were
+/// added (fuzzing found nothing there, these pin the paths down): more series than the
+/// guard admits, a timer and a set well past their exact bounds, negative and zero samples.
 #[test]
-fn guard_and_reservoir_paths() {
+fn guard_and_sketch_paths() {
     let mut many_series = String::new();
     for i in 0..200 {
-        many_series.push_str(&format!("s{i}:1|c|#k:{i}\nt:{i}|ms\ng{i}:+1|g\n"));
+        many_series.push_str(&format!(
+            "s{i}:1|c|#k:{i}\nt:{i}|ms\nh:-{i}|h\nu:{i}|s\ng{i}:+1|g\n"
+        ));
     }
     for (_, harness) in TARGETS {
         harness(many_series.as_bytes());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use rstatsd::aggregate::timer::{Percentile, for_each_stat};
-use rstatsd::aggregate::{Table, Value};
+use rstatsd::aggregate::{SetValue, Table, Value};
 use rstatsd::metric::{Metric, MetricType, Sample, SeriesKey, SeriesRef, TagRef};
 use rstatsd::parse::line::LineParser;
 use rstatsd::parse::{Handler, Reject, Skip};
@@ -83,11 +83,14 @@ fn canonical(mut table: Table) -> BTreeMap<SeriesKey, String> {
                 return (k, format!("samples {:?} count {}", s.values, s.count));
             }
             let text = match v {
-                Value::Set(members) => {
-                    let mut m: Vec<_> = members.into_iter().collect();
-                    m.sort();
-                    format!("set {m:?}")
-                }
+                Value::Set(set) => match *set {
+                    SetValue::Exact(exact) => {
+                        let mut m: Vec<_> = exact.members().collect();
+                        m.sort();
+                        format!("set {m:?}")
+                    }
+                    SetValue::Estimated(hll) => format!("{hll:?}"),
+                },
                 other => format!("{other:?}"),
             };
             (k, text)

@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use hashbrown::HashSet;
-
 use rstatsd::aggregate::timer::Percentile;
-use rstatsd::aggregate::{Gauge, Samples, Value};
-use rstatsd::metric::{MetricType, SeriesKey};
+use rstatsd::aggregate::{Bounds, Gauge, Samples, Value};
+use rstatsd::metric::{MetricType, Sample, SeriesKey};
 use rstatsd::snapshot::Snapshot;
 
 /// A snapshot of `n` series, realistic mix: 60 % counters, 20 % gauges, 15 % timers with
@@ -31,16 +29,14 @@ pub fn snapshot(n: usize) -> Snapshot {
                     Value::Timer(Box::new(Samples {
                         values: (1..=10).map(f64::from).collect(),
                         count: 10.0,
-                        totals: None,
+                        sketched: None,
                     })),
                 ),
-                _ => (
-                    MetricType::Set,
-                    Value::Set(Box::new(HashSet::from_iter([
-                        Box::from("a"),
-                        Box::from("b"),
-                    ]))),
-                ),
+                _ => {
+                    let mut set = Value::new(MetricType::Set, &Sample::Member("a".into()), 1.0, 0);
+                    set.update(&Sample::Member("b".into()), 1.0, 0, &Bounds::default());
+                    (MetricType::Set, set)
+                }
             };
             let key = SeriesKey::new(
                 format!("app.service.metric{}", i % 1000),

@@ -24,6 +24,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{AdminState, series_id};
+use crate::aggregate::SetValue;
 use crate::format::json::write_str;
 use crate::format::number::js_number;
 use crate::metric::MetricType;
@@ -211,6 +212,15 @@ fn view(state: &AdminState, view: View, out: &mut impl Write) -> io::Result<()> 
                     text.push_str(&js_number(count))
                 }
                 Fields::Gauge { value } => text.push_str(&js_number(value)),
+                // Past the sample cap: the sketch's bins as [value, count] pairs.
+                Fields::Timer(timer) if timer.samples.sketched.is_some() => {
+                    let bins: Vec<String> = timer
+                        .samples
+                        .weighted()
+                        .map(|(v, c)| format!("[{}, {c}]", js_number(v)))
+                        .collect();
+                    text.push_str(&format!("{{\"sketch\": [{}]}}", bins.join(", ")));
+                }
                 Fields::Timer(timer) => {
                     text.push('[');
                     let values: Vec<String> =
@@ -218,8 +228,16 @@ fn view(state: &AdminState, view: View, out: &mut impl Write) -> io::Result<()> 
                     text.push_str(&values.join(", "));
                     text.push(']');
                 }
-                Fields::Set { members } => {
-                    let mut members: Vec<&str> = members.iter().map(|m| &**m).collect();
+                Fields::Set {
+                    set: SetValue::Estimated(hll),
+                } => {
+                    let estimate = js_number(hll.estimate().round());
+                    text.push_str(&format!("{{\"estimate\": {estimate}}}"));
+                }
+                Fields::Set {
+                    set: SetValue::Exact(exact),
+                } => {
+                    let mut members: Vec<&str> = exact.members().collect();
                     members.sort_unstable();
                     text.push('[');
                     for (j, m) in members.into_iter().enumerate() {

@@ -35,12 +35,17 @@ pub struct AggregateLimits {
     pub max_series: usize,
     /// Distinct tag sets (series with tags) per metric name in one interval.
     pub max_tag_sets_per_name: usize,
-    /// Samples kept per timer series per interval (beyond: a reservoir; see
+    /// Raw samples kept per timer series per interval (beyond: a sketch; see
     /// [`crate::aggregate::Samples`]).
     pub max_timer_samples: usize,
     /// Gauges remembered across intervals (Etsy gauges persist); new gauges beyond this are
     /// reported in their interval but not remembered.
     pub max_gauges: usize,
+    /// Bins per sign of a timer's sketch; beyond, the lowest collapse.
+    pub max_sketch_bins: usize,
+    /// Members of a set kept exactly (beyond: a HyperLogLog; see
+    /// [`crate::aggregate::SetValue`]).
+    pub set_exact_members: usize,
 }
 
 impl Default for AggregateLimits {
@@ -50,6 +55,8 @@ impl Default for AggregateLimits {
             max_tag_sets_per_name: 10_000,
             max_timer_samples: 10_000,
             max_gauges: 1_000_000,
+            max_sketch_bins: 2048,
+            set_exact_members: 1024,
         }
     }
 }

@@ -6,16 +6,71 @@
 //!   per-thread tables (and, later, partial aggregates from other hosts) merge exactly.
 //! - [`Table`] is owned by one receiver thread; nothing else touches it until the flusher
 //!   takes it whole.
-//! - [`timer`] computes Etsy's timer statistics from a sorted sample list.
+//! - [`samples`] and [`set`]: the bounded state of timers and sets: exact up to
+//!   [`Bounds`], then a DDSketch ([`sketch`]) or a HyperLogLog ([`hll`]), both mergeable.
+//! - [`timer`] computes Etsy's timer statistics from sorted samples, or from a sketch.
 //! - [`SeriesGuard`] is the cardinality guard the receivers share: it bounds the series
 //!   held per interval, overall and per metric name.
 
 mod guard;
+pub mod hll;
+pub mod samples;
+pub mod set;
+pub mod sketch;
 mod table;
 pub mod timer;
 mod value;
 
 pub use guard::{AggregateLimits, Refusal, SeriesGuard};
+pub use samples::{Samples, Sketched, Totals};
+pub use set::SetValue;
+pub use table::Table;
+pub use value::{Gauge, Value};
+
+use sketch::Mapping;
+
+/// What bounds the state of one series: beyond these, timers switch to a sketch and sets to
+/// a HyperLogLog (from `[limits]` and `[aggregation]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    /// Raw samples kept per timer series per interval (`limits.max_timer_samples`).
+    pub max_timer_samples: usize,
+    /// The sketch's mapping (`aggregation.sketch_relative_accuracy`).
+    pub sketch: Mapping,
+    /// Bins per sketch store (`limits.max_sketch_bins`).
+    pub max_sketch_bins: usize,
+    /// Members an exact set holds at most (`limits.set_exact_members`); it also switches
+    /// once its members weigh more than the HyperLogLog would.
+    pub set_exact_members: usize,
+    /// HyperLogLog precision: 2^set_lg_k registers (`aggregation.set_precision`).
+    pub set_lg_k: u8,
+}
+
+impl Bounds {
+    /// Nothing approximated: what merging tables in tests and tools uses.
+    pub const EXACT: Bounds = Bounds {
+        max_timer_samples: usize::MAX,
+        sketch: Mapping::SCALE_6,
+        max_sketch_bins: 2048,
+        set_exact_members: usize::MAX,
+        set_lg_k: 21,
+    };
+}
+
+impl Default for Bounds {
+    /// The configuration's defaults.
+    fn default() -> Self {
+        let a = AggregateLimits::default();
+        let c = AggregationConfig::default();
+        Bounds {
+            max_timer_samples: a.max_timer_samples,
+            sketch: Mapping::for_accuracy(c.sketch_relative_accuracy),
+            max_sketch_bins: a.max_sketch_bins,
+            set_exact_members: a.set_exact_members,
+            set_lg_k: c.set_precision,
+        }
+    }
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +106,24 @@ pub struct AggregationConfig {
         required = false
     )]
     pub idle_zero_flushes: u32,
+    /// Relative accuracy α of timer percentiles beyond limits.max_timer_samples: the
+    /// sketch's scale is the coarsest that meets it (aggregation.sketch_relative_accuracy).
+    #[arg(
+        id = "aggregation.sketch_relative_accuracy",
+        long = "sketch-relative-accuracy",
+        value_name = "ALPHA",
+        required = false
+    )]
+    pub sketch_relative_accuracy: f64,
+    /// HyperLogLog precision of sets beyond their exact bound: 2^P registers, standard error
+    /// 1.04/√(2^P) (aggregation.set_precision).
+    #[arg(
+        id = "aggregation.set_precision",
+        long = "set-precision",
+        value_name = "P",
+        required = false
+    )]
+    pub set_precision: u8,
 }
 
 impl Default for AggregationConfig {
@@ -60,6 +133,8 @@ impl Default for AggregationConfig {
             sanitize_names: true,
             delete_idle_gauges: false,
             idle_zero_flushes: 0,
+            sketch_relative_accuracy: 0.01,
+            set_precision: 14,
         }
     }
 }
@@ -70,6 +145,19 @@ impl AggregationConfig {
             Percentile::new(p).map_err(|e| {
                 ConfigError::new(format!("aggregation.percentiles[{i}]"), e.to_string())
             })?;
+        }
+        let alpha = self.sketch_relative_accuracy;
+        if !(alpha > 0.0 && alpha <= 0.1) {
+            return Err(ConfigError::new(
+                "aggregation.sketch_relative_accuracy",
+                "must be in (0, 0.1]",
+            ));
+        }
+        if !hll::Hll::LG_K.contains(&self.set_precision) {
+            return Err(ConfigError::new(
+                "aggregation.set_precision",
+                "must be between 4 and 21",
+            ));
         }
         Ok(())
     }
@@ -82,5 +170,3 @@ impl AggregationConfig {
             .collect()
     }
 }
-pub use table::Table;
-pub use value::{Gauge, Members, Samples, Totals, Value};

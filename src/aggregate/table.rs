@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use hashbrown::HashMap;
 
-use crate::aggregate::{Refusal, SeriesGuard, Value};
+use crate::aggregate::{Bounds, Refusal, SeriesGuard, Value};
 use crate::metric::{Metric, SeriesKey, SeriesRef};
 
 /// Series → aggregate, written by exactly one receiver thread.
@@ -15,31 +15,31 @@ use crate::metric::{Metric, SeriesKey, SeriesRef};
 #[derive(Debug, Clone)]
 pub struct Table {
     series: HashMap<SeriesKey, Value>,
-    /// Samples kept per timer series (`limits.max_timer_samples`).
-    max_samples: usize,
-    /// Samples that went to a timer's reservoir instead of being kept outright.
-    reservoir_samples: u64,
+    /// When timers and sets switch to their sketches.
+    bounds: Bounds,
+    /// Samples and members that went into a sketch (a timer's DDSketch, a set's
+    /// HyperLogLog) instead of being kept exactly.
+    sketched: u64,
 }
 
 impl Default for Table {
     fn default() -> Self {
-        Table::with_capacity(0, usize::MAX)
+        Table::with_capacity(0, Bounds::EXACT)
     }
 }
 
 impl Table {
-    /// An empty table that keeps every timer sample.
+    /// An empty table that keeps every timer sample and set member exactly.
     pub fn new() -> Table {
         Table::default()
     }
 
-    /// An empty table with room for `series` series without rehashing, keeping at most
-    /// `max_samples` samples per timer series.
-    pub fn with_capacity(series: usize, max_samples: usize) -> Table {
+    /// An empty table with room for `series` series without rehashing, within `bounds`.
+    pub fn with_capacity(series: usize, bounds: Bounds) -> Table {
         Table {
             series: HashMap::with_capacity(series),
-            max_samples,
-            reservoir_samples: 0,
+            bounds,
+            sketched: 0,
         }
     }
 
@@ -74,8 +74,8 @@ impl Table {
         admit: impl FnOnce(&SeriesRef<'_, '_>) -> Result<(), E>,
     ) -> Result<(), E> {
         if let Some(v) = self.series.get_mut(&metric.series) {
-            if !v.update(&metric.sample, metric.sample_rate, stamp, self.max_samples) {
-                self.reservoir_samples += 1;
+            if !v.update(&metric.sample, metric.sample_rate, stamp, &self.bounds) {
+                self.sketched += 1;
             }
         } else {
             admit(&metric.series)?;
@@ -95,7 +95,7 @@ impl Table {
     /// Folds a value into the series `key` (merging when present).
     pub fn merge_value(&mut self, key: SeriesKey, value: Value) {
         match self.series.get_mut(&key) {
-            Some(v) => v.merge(value, self.max_samples),
+            Some(v) => v.merge(value, &self.bounds),
             None => {
                 self.series.insert(key, value);
             }
@@ -104,7 +104,7 @@ impl Table {
 
     /// Folds every series of `other` into `self`.
     pub fn merge(&mut self, other: Table) {
-        self.reservoir_samples += other.reservoir_samples;
+        self.sketched += other.sketched;
         if self.series.is_empty() {
             // Cheapest case (one receiver, or the first table): adopt the map.
             let _ = std::mem::replace(&mut self.series, other.series);
@@ -116,9 +116,9 @@ impl Table {
         }
     }
 
-    /// Samples kept per timer series.
-    pub fn max_samples(&self) -> usize {
-        self.max_samples
+    /// When timers and sets switch to their sketches.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     pub fn len(&self) -> usize {
@@ -129,9 +129,9 @@ impl Table {
         self.series.is_empty()
     }
 
-    /// Samples this table (and the tables merged into it) sent to a timer reservoir.
-    pub fn reservoir_samples(&self) -> u64 {
-        self.reservoir_samples
+    /// Samples and members this table (and the tables merged into it) sent into a sketch.
+    pub fn sketched(&self) -> u64 {
+        self.sketched
     }
 
     pub fn get(&self, key: &SeriesKey) -> Option<&Value> {

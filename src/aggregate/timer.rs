@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::aggregate::Totals;
+use crate::aggregate::{Sketched, Totals};
 
 /// One configured percentile threshold with its precomputed statistic names.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,64 +138,79 @@ pub fn for_each_stat(
 }
 
 /// Like [`for_each_stat`] (same names, same order) for a timer that saw more samples than
-/// it keeps: `sorted` is a uniform reservoir and `totals` are exact.
+/// it keeps raw, from its sketch and exact totals.
 ///
 /// Exact: `count`, `count_ps`, `count_<p>`, `sum`, `sum_squares`, `mean`, `upper`, `lower`
-/// and `std` (from the exact sums). Estimated from the reservoir: `median`, `upper_<p>`
-/// (`lower_top<p>`) and `mean_<p>`; `sum_<p>` and `sum_squares_<p>` are the reservoir's
-/// tail mean (mean of squares) times the exact `count_<p>`.
-pub fn for_each_stat_sampled(
-    sorted: &[f64],
-    totals: &Totals,
+/// and `std` (from the exact sums). Within the sketch's relative accuracy α of the exact
+/// value: `median`, `upper_<p>` (`lower_top<p>`), `mean_<p>`, `sum_<p>` (each sample of the
+/// tail stands as its bin's value) and, within 2α + α², `sum_squares_<p>`.
+pub fn for_each_stat_sketched(
+    sketched: &Sketched,
     count: f64,
     percentiles: &[Percentile],
     interval_secs: f64,
     mut emit: impl FnMut(&str, f64),
 ) {
-    let n = sorted.len();
-    if n == 0 || totals.seen == 0 {
-        return for_each_stat(sorted, count, percentiles, interval_secs, emit);
+    let t = &sketched.totals;
+    let sketch = &sketched.sketch;
+    let n = t.seen;
+    if n == 0 {
+        return for_each_stat(&[], count, percentiles, interval_secs, emit);
     }
-    let seen = totals.seen as f64;
+    // Reported values never leave the exact range.
+    let at = |rank: u64| sketch.value_at(rank).clamp(t.min, t.max);
     for p in percentiles {
-        let share = p.value.abs() / 100.0;
-        let k = (share * seen + 0.5).floor();
-        if k == 0.0 {
+        let k = (p.value.abs() / 100.0 * n as f64 + 0.5).floor() as u64;
+        if k == 0 {
             continue;
         }
-        let kr = ((share * n as f64 + 0.5).floor() as usize).clamp(1, n);
-        let tail = if p.value > 0.0 {
-            &sorted[..kr]
+        let (bound, (sum, sum_squares)) = if p.value > 0.0 {
+            (at(k - 1), tail_sums(sketch.values(), k, t))
         } else {
-            &sorted[n - kr..]
+            let descending: Vec<(f64, u64)> = sketch.values().collect();
+            (at(n - k), tail_sums(descending.into_iter().rev(), k, t))
         };
-        let bound = if p.value > 0.0 { tail[kr - 1] } else { tail[0] };
-        let (s, sq) = running_sums(tail, kr);
-        emit(&p.names[0], k);
-        emit(&p.names[1], s / kr as f64);
+        emit(&p.names[0], k as f64);
+        emit(&p.names[1], sum / k as f64);
         emit(&p.names[2], bound);
-        emit(&p.names[3], s / kr as f64 * k);
-        emit(&p.names[4], sq / kr as f64 * k);
+        emit(&p.names[3], sum);
+        emit(&p.names[4], sum_squares);
     }
-    let mean = totals.sum / seen;
-    let mid = n / 2;
+    let mean = t.sum / n as f64;
     let median = if n % 2 == 1 {
-        sorted[mid]
+        at(n / 2)
     } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
+        (at(n / 2 - 1) + at(n / 2)) / 2.0
     };
     emit(
         "std",
-        (totals.sum_squares / seen - mean * mean).max(0.0).sqrt(),
+        (t.sum_squares / n as f64 - mean * mean).max(0.0).sqrt(),
     );
-    emit("upper", totals.max);
-    emit("lower", totals.min);
+    emit("upper", t.max);
+    emit("lower", t.min);
     emit("count", count);
     emit("count_ps", count / interval_secs);
-    emit("sum", totals.sum);
-    emit("sum_squares", totals.sum_squares);
+    emit("sum", t.sum);
+    emit("sum_squares", t.sum_squares);
     emit("mean", mean);
     emit("median", median);
+}
+
+/// Sum and sum of squares of the first `k` samples of `bins` ((value, count), in the order
+/// the tail is taken), each sample standing as its bin's value within the exact range.
+fn tail_sums(bins: impl Iterator<Item = (f64, u64)>, k: u64, t: &Totals) -> (f64, f64) {
+    let (mut left, mut sum, mut sum_squares) = (k, 0.0, 0.0);
+    for (v, c) in bins {
+        let v = v.clamp(t.min, t.max);
+        let take = c.min(left);
+        sum += v * take as f64;
+        sum_squares += v * v * take as f64;
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    (sum, sum_squares)
 }
 
 /// Sum and sum of squares of the first `k` samples, accumulated in ascending order.
@@ -356,48 +371,51 @@ mod tests {
     }
 
     #[test]
-    fn sampled_stats_keep_exact_totals_and_estimate_from_the_reservoir() {
-        // Reservoir 1..=10 standing for 1,000 samples whose exact totals are given.
-        let reservoir: Vec<f64> = (1..=10).map(f64::from).collect();
-        let totals = Totals {
-            seen: 1000,
-            sum: 5000.0,
-            sum_squares: 40_000.0,
-            min: 0.5,
-            max: 12.0,
+    fn sketched_stats_keep_exact_totals_and_estimate_within_alpha() {
+        use crate::aggregate::sketch::{Mapping, Sketch};
+        let values: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let mut sketch = Sketch::new(Mapping::with_scale(6), 2048);
+        for &v in &values {
+            sketch.add(v);
+        }
+        let sketched = Sketched {
+            sketch,
+            totals: Totals {
+                seen: 1000,
+                sum: 500_500.0,
+                sum_squares: values.iter().map(|v| v * v).sum(),
+                min: 1.0,
+                max: 1000.0,
+            },
         };
         let pcts = [
             Percentile::new(90.0).unwrap(),
             Percentile::new(-10.0).unwrap(),
         ];
         let mut got = BTreeMap::new();
-        for_each_stat_sampled(&reservoir, &totals, 2000.0, &pcts, 10.0, |k, v| {
+        for_each_stat_sketched(&sketched, 2000.0, &pcts, 10.0, |k, v| {
             assert!(got.insert(k.to_string(), v).is_none(), "duplicate {k}");
         });
-        let expected = [
-            // 90 %: 900 of the 1,000 samples; the reservoir's lowest 9 (1..=9) estimate them.
-            ("count_90", 900.0),
-            ("mean_90", 5.0),
-            ("upper_90", 9.0),
-            ("sum_90", 4500.0),
-            ("sum_squares_90", 285.0 / 9.0 * 900.0),
-            // top 10 %: the reservoir's highest value.
-            ("count_top10", 100.0),
-            ("mean_top10", 10.0),
-            ("lower_top10", 10.0),
-            ("sum_top10", 1000.0),
-            ("sum_squares_top10", 10_000.0),
-            ("std", (40.0f64 - 25.0).sqrt()),
-            ("upper", 12.0),
-            ("lower", 0.5),
-            ("count", 2000.0),
-            ("count_ps", 200.0),
-            ("sum", 5000.0),
-            ("sum_squares", 40_000.0),
-            ("mean", 5.0),
-            ("median", 5.5),
-        ];
-        check(&got, &expected);
-        assert_eq!(got.len(), expected.len());
+        let exact = stats(&values, 0.5, &[90.0, -10.0], 10.0);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            exact.keys().collect::<Vec<_>>()
+        );
+        let alpha = Mapping::with_scale(6).relative_accuracy();
+        for (name, want) in &exact {
+            let bound = match name.as_str() {
+                "count" | "count_ps" | "count_90" | "count_top10" | "sum" | "sum_squares"
+                | "mean" | "upper" | "lower" => 0.0,
+                "std" => 1e-9,
+                n if n.starts_with("sum_squares_") => 2.0 * alpha + alpha * alpha,
+                _ => alpha,
+            };
+            let err = (got[name] - want).abs() / want.abs();
+            assert!(
+                err <= bound,
+                "{name}: {} vs {want} (error {err})",
+                got[name]
+            );
+        }
     }
 }

@@ -57,7 +57,7 @@ impl Finalizer {
         let tags = &self.settings.global_tags;
         if !tags.is_empty() {
             // Tagging can make two series one (`c` and `c;env=prod` under `env=prod`).
-            let mut tagged = Table::with_capacity(table.len(), table.max_samples());
+            let mut tagged = Table::with_capacity(table.len(), table.bounds());
             for (key, value) in table.drain() {
                 tagged.merge_value(key.with_default_tags(tags), value);
             }
@@ -109,6 +109,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::aggregate::Bounds;
     use crate::flush::merge;
     use crate::metric::{Metric, Sample, SeriesRef, TagRef};
     use crate::parse::Protocol;
@@ -158,7 +159,7 @@ mod tests {
     }
 
     fn build(a: &mut Finalizer, harvests: Vec<Harvest>) -> Vec<(SeriesKey, Value)> {
-        let state = merge(harvests, 0, Duration::from_secs(10), usize::MAX).state;
+        let state = merge(harvests, 0, Duration::from_secs(10), Bounds::EXACT).state;
         let mut s = a.finalize(state, &[]).series;
         s.sort_by(|x, y| x.0.cmp(&y.0));
         s
@@ -327,7 +328,7 @@ mod tests {
             ),
             stat("recv_batches", StatValue::Counter(1), Level::Full),
         ];
-        let state = merge(vec![], 0, Duration::from_secs(10), usize::MAX).state;
+        let state = merge(vec![], 0, Duration::from_secs(10), Bounds::EXACT).state;
         let mut got = a.finalize(state, &internal).series;
         got.sort_by(|x, y| x.0.cmp(&y.0));
         let tags = [("env", "prod"), ("listener", "statsd")];

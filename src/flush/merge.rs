@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::aggregate::Bounds;
 use crate::interval::IntervalState;
 use crate::parse::Protocol;
 use crate::receive::Harvest;
@@ -21,9 +22,9 @@ pub fn merge(
     harvests: Vec<Harvest>,
     timestamp_ms: u64,
     interval: Duration,
-    max_timer_samples: usize,
+    bounds: Bounds,
 ) -> Merged {
-    let mut state = IntervalState::new(timestamp_ms, interval, max_timer_samples);
+    let mut state = IntervalState::new(timestamp_ms, interval, bounds);
     let mut receivers: Vec<(Protocol, ReceiverStats)> = Vec::new();
     for harvest in harvests {
         match receivers.iter_mut().find(|(p, _)| *p == harvest.protocol) {

@@ -28,7 +28,7 @@ pub use self::carry::{CarryOver, CarrySettings};
 pub use self::finalize::{FinalizeSettings, Finalizer};
 pub use self::merge::{Merged, merge};
 use crate::admin::{AdminState, FlusherCommand};
-use crate::aggregate::SeriesGuard;
+use crate::aggregate::{Bounds, SeriesGuard};
 use crate::format::time::unix_millis;
 use crate::parse::Protocol;
 use crate::receive::{Control, Harvest, socket_drops};
@@ -83,8 +83,8 @@ impl FlushConfig {
 #[derive(Debug, Clone)]
 pub struct FlushSettings {
     pub interval: Duration,
-    /// Samples kept per timer series when merging the receivers' tables.
-    pub max_timer_samples: usize,
+    /// Timers' and sets' bounds when merging the receivers' tables.
+    pub bounds: Bounds,
     pub finalize: FinalizeSettings,
     /// The receivers' cardinality guard (released and pruned after each flush).
     pub guard: Option<Arc<SeriesGuard>>,
@@ -280,7 +280,7 @@ impl Flusher {
             harvests,
             timestamp_ms,
             self.settings.interval,
-            self.settings.max_timer_samples,
+            self.settings.bounds,
         );
         let interval_state = self.keep_interval_state.then(|| Arc::new(state.clone()));
         let totals: Vec<SinkTotals> = self.sinks.iter().map(|s| s.counters().totals()).collect();

@@ -34,7 +34,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg};
 use serde::{Deserialize, Serialize};
 
 pub use self::socket::{BoundGroup, bind_group, socket_drops, socket_inode};
-use crate::aggregate::{Refusal, SeriesGuard, Table};
+use crate::aggregate::{Bounds, Refusal, SeriesGuard, Table};
 use crate::logging::RateLimit;
 use crate::metric::Metric;
 use crate::parse::{Handler, Limits, Parser, Protocol, Reject, Skip};
@@ -167,8 +167,8 @@ pub struct ReceiverSettings {
     pub coalesce: Duration,
     pub sanitize_names: bool,
     pub limits: Limits,
-    /// Samples kept per timer series per interval.
-    pub max_timer_samples: usize,
+    /// When timers and sets switch to their sketches.
+    pub bounds: Bounds,
     /// The cardinality guard, shared by every receiver of the server.
     pub guard: Arc<SeriesGuard>,
     /// The one clock every receiver stamps gauge sets with, so that "last set wins" compares
@@ -302,7 +302,7 @@ impl ReceiverThread {
             lengths: Vec::with_capacity(settings.batch_size),
             headers: MultiHeaders::preallocate(settings.batch_size, None),
             state: State {
-                table: Table::with_capacity(0, settings.max_timer_samples),
+                table: Table::with_capacity(0, settings.bounds),
                 stats: ReceiverStats::default(),
                 stamp: 0,
                 epoch: settings.epoch,
@@ -348,11 +348,11 @@ impl ReceiverThread {
     fn harvest(&mut self) -> Harvest {
         let state = &mut self.state;
         let capacity_hint = state.table.len();
-        let fresh = Table::with_capacity(capacity_hint, self.settings.max_timer_samples);
+        let fresh = Table::with_capacity(capacity_hint, self.settings.bounds);
         let table = std::mem::replace(&mut state.table, fresh);
         state.generation = state.generation.wrapping_add(1);
         let mut stats = std::mem::take(&mut state.stats);
-        stats.timer_samples_reservoir = table.reservoir_samples();
+        stats.samples_sketched = table.sketched();
         Harvest {
             protocol: self.settings.protocol,
             table,
@@ -449,7 +449,7 @@ mod tests {
             coalesce: Duration::ZERO,
             sanitize_names: true,
             limits: Limits::default(),
-            max_timer_samples: 10,
+            bounds: Bounds::default(),
             guard: Arc::new(SeriesGuard::new(&AggregateLimits::default())),
             // A receiver started an hour after the server (the epoch) must stamp later than
             // one started with it: stamps from different receivers are compared.

@@ -161,8 +161,8 @@ impl Renderer {
                 // A trace is a count of events: its count is all it reports.
                 Fields::Trace { count } => self.emit_count(&mut line, &key, &tags, count),
                 Fields::Gauge { value } => line.emit(&[&self.gauges, &key], &tags, value),
-                Fields::Set { members } => {
-                    line.emit(&[&self.sets, &key, "count"], &tags, members.len() as f64)
+                Fields::Set { set } => {
+                    line.emit(&[&self.sets, &key, "count"], &tags, set.cardinality())
                 }
                 Fields::Timer(timer) => {
                     timer.for_each_stat(|stat, v| {
@@ -174,9 +174,9 @@ impl Renderer {
                         .as_ref()
                         .is_none_or(|a| a.iter().any(|s| s == "histogram"));
                     if histogram_on && let Some((bins, names)) = self.bins_for(series.name()) {
-                        let counts = bin_counts(&timer.samples.values, bins);
+                        let counts = bin_counts(timer.samples.weighted(), bins);
                         for ((_, freq), name) in counts.into_iter().zip(names) {
-                            let freq = (freq as f64 * timer.weight()).round();
+                            let freq = freq as f64;
                             line.emit(&[&self.timers, &key, "histogram", name], &tags, freq);
                         }
                     }
@@ -233,21 +233,22 @@ impl Renderer {
     }
 }
 
-/// Etsy's binning of sorted samples: each value counts in the first bin whose bound it is
-/// below; values at or above the last finite bound (with no `inf` bin) are not counted.
-fn bin_counts(sorted: &[f64], bins: &[Bin]) -> Vec<(Bin, u64)> {
-    let mut i = 0;
-    bins.iter()
-        .map(|&bin| {
-            let start = i;
-            while i < sorted.len()
-                && (bin == Bin::Inf || matches!(bin, Bin::Below(b) if sorted[i] < b))
-            {
-                i += 1;
-            }
-            (bin, (i - start) as u64)
-        })
-        .collect()
+/// Etsy's binning of sorted samples (or sketch bins: (value, count), ascending): each value
+/// counts in the first bin whose bound it is below; values at or above the last finite
+/// bound (with no `inf` bin) are not counted.
+fn bin_counts(sorted: impl Iterator<Item = (f64, u64)>, bins: &[Bin]) -> Vec<(Bin, u64)> {
+    let mut counts: Vec<(Bin, u64)> = bins.iter().map(|&b| (b, 0)).collect();
+    let mut bin = 0;
+    for (v, c) in sorted {
+        while bin < bins.len() && matches!(bins[bin], Bin::Below(b) if v >= b) {
+            bin += 1;
+        }
+        match counts.get_mut(bin) {
+            Some((_, n)) => *n += c,
+            None => break,
+        }
+    }
+    counts
 }
 
 /// Where rendered lines go: plain bytes, or a delivery batch with one message per line.
@@ -378,13 +379,17 @@ mod tests {
     fn bins_follow_etsy() {
         let sorted = [1.0, 5.0, 10.0, 50.0, 500.0, 5000.0];
         let bins = [Bin::Below(10.0), Bin::Below(100.0), Bin::Inf];
+        let weighted = || sorted.iter().map(|&v| (v, 1));
         assert_eq!(
-            bin_counts(&sorted, &bins),
+            bin_counts(weighted(), &bins),
             vec![(bins[0], 2), (bins[1], 2), (bins[2], 2)]
         );
         // Without `inf`, values at or above the last bound are not counted.
         let bins = [Bin::Below(0.5), Bin::Below(10.0)];
-        assert_eq!(bin_counts(&sorted, &bins), vec![(bins[0], 0), (bins[1], 2)]);
+        assert_eq!(
+            bin_counts(weighted(), &bins),
+            vec![(bins[0], 0), (bins[1], 2)]
+        );
         assert_eq!(Bin::Below(0.5).name(), "bin_0_5");
         assert_eq!(Bin::Below(100.0).name(), "bin_100");
         assert_eq!(Bin::Inf.name(), "bin_inf");

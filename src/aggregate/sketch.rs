@@ -1,0 +1,411 @@
+//! DDSketch: the relative-error quantile sketch timer-like series switch to beyond
+//! `limits.max_timer_samples` (Masson, Rim, Lee: "DDSketch: a fast and fully-mergeable
+//! quantile sketch with relative-error guarantees", VLDB 2019).
+//!
+//! **Mapping.** Logarithmic, with γ = 2^(2^−scale): bin `i` holds the magnitudes in
+//! (γ^i, γ^(i+1)], exactly the buckets of an OpenTelemetry exponential histogram (and a
+//! Prometheus native histogram) of that scale, so the same bins can be exported to either
+//! without loss. The scale is the smallest whose relative accuracy α = (γ−1)/(γ+1) meets the
+//! configured `aggregation.sketch_relative_accuracy`: 0.01 gives scale 6, α ≈ 0.54 %. Every
+//! value a bin reports, 2γ^(i+1)/(1+γ), is within α of every value the bin holds.
+//!
+//! **Stores.** Positive and negative magnitudes have a dense store each; zero has a count.
+//! A store holds at most `limits.max_sketch_bins` bins: beyond, the lowest bins collapse into
+//! the lowest kept one (the paper's collapsing-lowest store; counted), so the high quantiles,
+//! where the tail is, keep their guarantee. For negative values "lowest" means the smallest
+//! magnitudes, the ones closest to zero.
+//!
+//! **Merging** adds bins, and a merged store collapses to the same boundary as a store fed
+//! every value directly (the boundary only depends on the highest bin), so merging sketches
+//! of parts gives the bins of the sketch of the whole, bit for bit.
+
+/// The logarithmic mapping of one scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mapping {
+    scale: i32,
+    /// 2^scale: bins per doubling.
+    per_doubling: f64,
+    gamma: f64,
+}
+
+impl Mapping {
+    /// Scales tried, finest last: 2^(2^-10) is ~0.03 % accuracy, far below any use.
+    const MAX_SCALE: i32 = 10;
+
+    /// Scale 6: γ = 2^(1/64), α ≈ 0.54 % (what a 1 % accuracy setting selects).
+    pub const SCALE_6: Mapping = Mapping {
+        scale: 6,
+        per_doubling: 64.0,
+        gamma: 1.010_889_286_051_700_5,
+    };
+
+    /// The coarsest mapping whose relative accuracy is at most `alpha` (in (0, 1)).
+    pub fn for_accuracy(alpha: f64) -> Mapping {
+        (0..=Mapping::MAX_SCALE)
+            .map(Mapping::with_scale)
+            .find(|m| m.relative_accuracy() <= alpha)
+            .unwrap_or(Mapping::with_scale(Mapping::MAX_SCALE))
+    }
+
+    pub fn with_scale(scale: i32) -> Mapping {
+        let per_doubling = f64::powi(2.0, scale);
+        Mapping {
+            scale,
+            per_doubling,
+            gamma: f64::powf(2.0, 1.0 / per_doubling),
+        }
+    }
+
+    /// The OpenTelemetry / Prometheus scale.
+    pub fn scale(&self) -> i32 {
+        self.scale
+    }
+
+    /// γ, the ratio of consecutive bin bounds.
+    pub fn gamma(&self) -> f64 {
+        self.gamma
+    }
+
+    /// α = (γ−1)/(γ+1): the largest relative error of a reported value.
+    pub fn relative_accuracy(&self) -> f64 {
+        (self.gamma - 1.0) / (self.gamma + 1.0)
+    }
+
+    /// The bin of a positive magnitude: ⌈log_γ v⌉ − 1.
+    #[inline]
+    pub fn index(&self, magnitude: f64) -> i32 {
+        let i = (magnitude.log2() * self.per_doubling).ceil() - 1.0;
+        // Subnormal and huge magnitudes stay finite; the clamp keeps `as` well defined.
+        i.clamp(-(1 << 30) as f64, (1 << 30) as f64) as i32
+    }
+
+    /// The value reported for bin `i`: 2γ^(i+1)/(1+γ), within α of all it holds.
+    pub fn value(&self, index: i32) -> f64 {
+        2.0 * f64::powf(2.0, f64::from(index + 1) / self.per_doubling) / (1.0 + self.gamma)
+    }
+}
+
+/// Bins of one sign: counts for a contiguous range of indices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Store {
+    /// The index of `counts[0]`.
+    offset: i32,
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Store {
+    /// Samples in this store.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The index of the first bin (meaningless when empty).
+    pub fn offset(&self) -> i32 {
+        self.offset
+    }
+
+    /// Counts of the contiguous bins from [`Store::offset`] on.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    fn highest(&self) -> Option<i32> {
+        (!self.counts.is_empty()).then(|| self.offset + self.counts.len() as i32 - 1)
+    }
+
+    /// Adds `n` samples to bin `index`; returns the bins collapsed to stay within `max_bins`.
+    fn add(&mut self, index: i32, n: u64, max_bins: usize) -> u64 {
+        self.total += n;
+        if self.counts.is_empty() {
+            self.offset = index;
+            self.counts.push(n);
+            return 0;
+        }
+        let high = self.highest().expect("not empty").max(index);
+        let low = self.offset.min(index).max(high - max_bins as i32 + 1);
+        let collapsed = self.reshape(low, high);
+        let at = (index.max(low) - self.offset) as usize;
+        self.counts[at] += n;
+        collapsed
+    }
+
+    /// Makes the store cover exactly `low..=high`, folding bins below `low` into it.
+    /// Returns the number of non-empty bins folded.
+    fn reshape(&mut self, low: i32, high: i32) -> u64 {
+        let mut collapsed = 0;
+        if low > self.offset {
+            let cut = ((low - self.offset) as usize).min(self.counts.len());
+            let folded: u64 = self.counts[..cut].iter().sum();
+            collapsed = self.counts[..cut].iter().filter(|&&c| c > 0).count() as u64;
+            self.counts.drain(..cut);
+            self.offset = low;
+            if self.counts.is_empty() {
+                self.counts.push(0);
+            }
+            self.counts[0] += folded;
+        } else if low < self.offset {
+            let grow = (self.offset - low) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = low;
+        }
+        let len = (high - self.offset + 1) as usize;
+        if self.counts.len() < len {
+            self.counts.resize(len, 0);
+        }
+        collapsed
+    }
+
+    /// Adds every bin of `other`; returns the bins collapsed.
+    fn merge(&mut self, other: &Store, max_bins: usize) -> u64 {
+        let Some(other_high) = other.highest() else {
+            return 0;
+        };
+        if self.counts.is_empty() {
+            *self = other.clone();
+            return self.fit(max_bins);
+        }
+        self.total += other.total;
+        let high = self.highest().expect("not empty").max(other_high);
+        let low = self
+            .offset
+            .min(other.offset)
+            .max(high - max_bins as i32 + 1);
+        let mut collapsed = self.reshape(low, high);
+        for (j, &c) in other.counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let index = other.offset + j as i32;
+            if index < low {
+                collapsed += 1;
+            }
+            self.counts[(index.max(low) - self.offset) as usize] += c;
+        }
+        collapsed
+    }
+
+    /// Collapses to at most `max_bins` bins (after a clone from a larger store).
+    fn fit(&mut self, max_bins: usize) -> u64 {
+        match self.highest() {
+            Some(high) if self.counts.len() > max_bins => {
+                self.reshape(high - max_bins as i32 + 1, high)
+            }
+            _ => 0,
+        }
+    }
+
+    /// The index of the bin holding the sample of 0-based `rank` counted from the lowest
+    /// index (`rank < total`).
+    fn index_at(&self, rank: u64) -> i32 {
+        let mut seen = 0;
+        for (j, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return self.offset + j as i32;
+            }
+        }
+        self.highest().unwrap_or(0)
+    }
+
+    /// (index, count) of every non-empty bin, lowest index first.
+    fn bins(&self) -> impl DoubleEndedIterator<Item = (i32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(j, c)| (self.offset + j as i32, *c))
+    }
+}
+
+/// A DDSketch of unweighted samples (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sketch {
+    mapping: Mapping,
+    max_bins: usize,
+    positive: Store,
+    negative: Store,
+    zero: u64,
+    /// Non-empty bins folded into a lower one so far (reported as an internal statistic).
+    collapsed: u64,
+}
+
+impl Sketch {
+    pub fn new(mapping: Mapping, max_bins: usize) -> Sketch {
+        Sketch {
+            mapping,
+            max_bins: max_bins.max(1),
+            positive: Store::default(),
+            negative: Store::default(),
+            zero: 0,
+            collapsed: 0,
+        }
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    pub fn positive(&self) -> &Store {
+        &self.positive
+    }
+
+    /// Bins of the magnitudes of negative samples.
+    pub fn negative(&self) -> &Store {
+        &self.negative
+    }
+
+    pub fn zero_count(&self) -> u64 {
+        self.zero
+    }
+
+    /// Samples added.
+    pub fn count(&self) -> u64 {
+        self.negative.total + self.zero + self.positive.total
+    }
+
+    /// Bins collapsed so far.
+    pub fn collapsed(&self) -> u64 {
+        self.collapsed
+    }
+
+    /// Adds one sample (finite; the parsers reject the rest).
+    #[inline]
+    pub fn add(&mut self, v: f64) {
+        // Below the smallest positive normal the logarithm is still fine, but a zero (or a
+        // negative zero) has no bin: it has its own count, as in the paper.
+        if v > 0.0 {
+            let i = self.mapping.index(v);
+            self.collapsed += self.positive.add(i, 1, self.max_bins);
+        } else if v < 0.0 {
+            let i = self.mapping.index(-v);
+            self.collapsed += self.negative.add(i, 1, self.max_bins);
+        } else {
+            self.zero += 1;
+        }
+    }
+
+    /// Folds `other` (same mapping) into this sketch.
+    pub fn merge(&mut self, other: &Sketch) {
+        debug_assert_eq!(self.mapping, other.mapping);
+        self.zero += other.zero;
+        self.collapsed += other.collapsed;
+        self.collapsed += self.positive.merge(&other.positive, self.max_bins);
+        self.collapsed += self.negative.merge(&other.negative, self.max_bins);
+    }
+
+    /// The value of the sample of 0-based `rank` in ascending order (`rank < count`), within
+    /// α of the exact one.
+    pub fn value_at(&self, rank: u64) -> f64 {
+        let negatives = self.negative.total;
+        if rank < negatives {
+            // Ascending values are descending magnitudes.
+            let from_top = negatives - 1 - rank;
+            return -self.mapping.value(self.negative.index_at(from_top));
+        }
+        if rank < negatives + self.zero {
+            return 0.0;
+        }
+        let rank = (rank - negatives - self.zero).min(self.positive.total.saturating_sub(1));
+        self.mapping.value(self.positive.index_at(rank))
+    }
+
+    /// Every bin as (reported value, count), ascending by value.
+    pub fn values(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let m = self.mapping;
+        let negative = self
+            .negative
+            .bins()
+            .rev()
+            .map(move |(i, c)| (-m.value(i), c));
+        let zero = (self.zero > 0).then_some((0.0, self.zero));
+        let positive = self.positive.bins().map(move |(i, c)| (m.value(i), c));
+        negative.chain(zero).chain(positive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sketch(values: impl IntoIterator<Item = f64>, max_bins: usize) -> Sketch {
+        let mut s = Sketch::new(Mapping::with_scale(6), max_bins);
+        for v in values {
+            s.add(v);
+        }
+        s
+    }
+
+    #[test]
+    fn scale_six_meets_one_percent_and_bins_are_opentelemetry_buckets() {
+        let m = Mapping::for_accuracy(0.01);
+        assert_eq!(m.scale(), 6);
+        assert!((m.relative_accuracy() - 0.005415).abs() < 1e-6);
+        // OTel scale 6: bucket i is (2^(i/64), 2^((i+1)/64)]; 1.0 is the upper bound of
+        // bucket -1, 2.0 of bucket 63.
+        assert_eq!(m.index(1.0), -1);
+        assert_eq!(m.index(1.0001), 0);
+        assert_eq!(m.index(2.0), 63);
+        assert_eq!(m.index(2.0001), 64);
+        for v in [1e-9, 0.003, 1.0, 7.5, 250.0, 1e12] {
+            let reported = m.value(m.index(v));
+            assert!(
+                (reported - v).abs() <= m.relative_accuracy() * v,
+                "{v}: {reported}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranks_cover_negative_zero_and_positive_samples() {
+        let s = sketch([-10.0, -1.0, 0.0, 0.0, 1.0, 100.0], 2048);
+        assert_eq!(s.count(), 6);
+        let a = s.mapping().relative_accuracy();
+        let exact = [-10.0, -1.0, 0.0, 0.0, 1.0, 100.0];
+        for (rank, &x) in exact.iter().enumerate() {
+            let got = s.value_at(rank as u64);
+            assert!((got - x).abs() <= a * x.abs(), "rank {rank}: {got} vs {x}");
+        }
+        let values: Vec<u64> = s.values().map(|(_, c)| c).collect();
+        assert_eq!(values, [1, 1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn collapsing_keeps_the_highest_bins_and_counts() {
+        // 1..=1000 spans ~638 bins at scale 6; keep 100.
+        let s = sketch((1..=1000).map(f64::from), 100);
+        assert_eq!(s.positive().counts().len(), 100);
+        assert_eq!(s.count(), 1000);
+        assert!(s.collapsed() > 0);
+        // The top of the distribution keeps its guarantee.
+        let a = s.mapping().relative_accuracy();
+        for rank in [989u64, 998, 999] {
+            let exact = (rank + 1) as f64;
+            assert!((s.value_at(rank) - exact).abs() <= a * exact, "rank {rank}");
+        }
+    }
+
+    #[test]
+    fn merging_parts_gives_the_bins_of_the_whole() {
+        let values: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 4999) as f64 * 0.37 - 300.0)
+            .collect();
+        for max_bins in [2048, 64] {
+            let whole = sketch(values.iter().copied(), max_bins);
+            let parts = [&values[..1234], &values[1234..4000], &values[4000..]]
+                .map(|part| sketch(part.iter().copied(), max_bins));
+            let mut forward = parts[0].clone();
+            forward.merge(&parts[1]);
+            forward.merge(&parts[2]);
+            let mut middle = parts[1].clone();
+            middle.merge(&parts[0]);
+            let mut backward = parts[2].clone();
+            backward.merge(&middle);
+            for got in [&forward, &backward] {
+                assert_eq!(got.positive(), whole.positive(), "max_bins {max_bins}");
+                assert_eq!(got.negative(), whole.negative(), "max_bins {max_bins}");
+                assert_eq!(got.zero_count(), whole.zero_count());
+            }
+        }
+    }
+}
