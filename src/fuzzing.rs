@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::aggregate::hll::Hll;
+use crate::aggregate::sketch_proto;
 use crate::aggregate::timer::Percentile;
 use crate::aggregate::{AggregateLimits, Bounds, SeriesGuard, Table};
 use crate::config::Config;
@@ -127,6 +129,33 @@ pub fn datagram_to_snapshot(data: &[u8]) {
             render_nested(&mut out, &snapshot, i);
             assert!(out.starts_with('{') && out.ends_with('}'));
         }
+    }
+}
+
+/// The decoders of the sketch formats rstatsd reads back (a DDSketch protobuf when the first
+/// byte is even, a DataSketches HyperLogLog when odd): they refuse or decode, never panic,
+/// and what they decode encodes and decodes to the same.
+pub fn sketch_decoders(data: &[u8]) {
+    let Some((&which, bytes)) = data.split_first() else {
+        return;
+    };
+    if which % 2 == 0 {
+        if let Ok(sketch) = sketch_proto::decode(bytes, 64) {
+            let again = sketch_proto::decode(&sketch_proto::encode(&sketch), 64)
+                .expect("what rstatsd encodes decodes");
+            assert_eq!(again.positive(), sketch.positive());
+            assert_eq!(again.negative(), sketch.negative());
+            assert_eq!(again.zero_count(), sketch.zero_count());
+            if sketch.count() > 0 {
+                assert!(sketch.value_at(sketch.count() - 1).is_finite());
+            }
+        }
+    } else if let Ok(hll) = Hll::from_datasketches(bytes) {
+        assert_eq!(
+            Hll::from_datasketches(&hll.to_datasketches()).as_ref(),
+            Ok(&hll)
+        );
+        assert!(hll.estimate() >= 0.0);
     }
 }
 

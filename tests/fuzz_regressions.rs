@@ -5,7 +5,7 @@ use std::path::Path;
 
 type Harness = fn(&[u8]);
 
-const TARGETS: [(&str, Harness); 4] = [
+const TARGETS: [(&str, Harness); 5] = [
     ("line_parser", rstatsd::fuzzing::line_parser),
     ("json_parser", rstatsd::fuzzing::json_parser),
     (
@@ -13,6 +13,7 @@ const TARGETS: [(&str, Harness); 4] = [
         rstatsd::fuzzing::datagram_to_snapshot,
     ),
     ("config", rstatsd::fuzzing::config),
+    ("sketch_decoders", rstatsd::fuzzing::sketch_decoders),
 ];
 
 /// Runs `harness` on every file in `dir` (if it exists); returns how many.

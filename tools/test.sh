@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, every test. CI runs exactly this (.ci/run).
 #
 # Installs what it needs, idempotently: a C toolchain and the libraries the bundled
-# librdkafka links (OpenSSL, zlib), and the tansu broker the Kafka round-trip test runs.
+# librdkafka links (OpenSSL, zlib), the Python readers of rstatsd's sketch formats, and the
+# tansu broker the Kafka round-trip test runs.
 # Rust itself (rustup, with rustfmt and clippy) is the one prerequisite (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 for pkg in pkg-config libssl-dev zlib1g-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
     echo "==> installing ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -23,6 +25,17 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+
+# The third-party readers of what rstatsd writes (tests/readers.rs): DataDog's ddsketch with
+# its protobuf reader, and Apache DataSketches.
+if ! python3 -c 'import ddsketch.pb.proto, datasketches' 2>/dev/null; then
+    echo "==> installing the Python readers (ddsketch, datasketches)"
+    readers=("ddsketch[serialization]==3.0.1" "datasketches==5.2.0")
+    pip=(python3 -m pip install --quiet --disable-pip-version-check)
+    # Debian's own python3 is "externally managed" (PEP 668): install for the user there.
+    "${pip[@]}" "${readers[@]}" 2>/dev/null ||
+        "${pip[@]}" --user --break-system-packages "${readers[@]}"
+fi
 
 if ! tansu --version 2>/dev/null | grep -qx 'tansu 0.6.0'; then
     echo "==> installing tansu 0.6.0 (a Kafka-compatible broker for the tests; ~10 min once)"

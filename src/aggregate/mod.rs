@@ -17,6 +17,7 @@ pub mod hll;
 pub mod samples;
 pub mod set;
 pub mod sketch;
+pub mod sketch_proto;
 mod table;
 pub mod timer;
 mod value;

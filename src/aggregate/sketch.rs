@@ -19,6 +19,9 @@
 //! every value directly (the boundary only depends on the highest bin), so merging sketches
 //! of parts gives the bins of the sketch of the whole, bit for bit.
 
+/// Bin indices are within ±MAX_INDEX, so index arithmetic never overflows an `i32`.
+pub const MAX_INDEX: i32 = 1 << 29;
+
 /// The logarithmic mapping of one scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mapping {
@@ -75,8 +78,8 @@ impl Mapping {
     #[inline]
     pub fn index(&self, magnitude: f64) -> i32 {
         let i = (magnitude.log2() * self.per_doubling).ceil() - 1.0;
-        // Subnormal and huge magnitudes stay finite; the clamp keeps `as` well defined.
-        i.clamp(-(1 << 30) as f64, (1 << 30) as f64) as i32
+        // Every finite magnitude is within ±2^21 at scale 10; the clamp keeps `as` defined.
+        i.clamp(-f64::from(MAX_INDEX), f64::from(MAX_INDEX)) as i32
     }
 
     /// The value reported for bin `i`: 2γ^(i+1)/(1+γ), within α of all it holds.
@@ -283,6 +286,25 @@ impl Sketch {
         } else {
             self.zero += 1;
         }
+    }
+
+    /// Adds `n` samples to bin `index` of the negative store (magnitudes of negative samples)
+    /// or the positive one: what decoding a serialized sketch does.
+    pub fn add_bin(&mut self, negative: bool, index: i32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let store = if negative {
+            &mut self.negative
+        } else {
+            &mut self.positive
+        };
+        self.collapsed += store.add(index, n, self.max_bins);
+    }
+
+    /// Adds `n` zero samples.
+    pub fn add_zeros(&mut self, n: u64) {
+        self.zero += n;
     }
 
     /// Folds `other` (same mapping) into this sketch.

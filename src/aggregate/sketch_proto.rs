@@ -1,0 +1,288 @@
+//! A [`Sketch`] as the DDSketch protobuf message (`ddsketch.proto` beside this file, the
+//! schema DataDog's sketches-java, -go and -py share), so the `ddsketch` libraries decode it
+//! and report the same quantiles.
+//!
+//! The mapping is written as `LogarithmicMapping` (interpolation `NONE`) with `gamma` =
+//! γ and `indexOffset` = −1: sketches-py's key of a value is ⌈log_γ v⌉ + offset, so with −1
+//! its keys are our bin indices (the OpenTelemetry indices) and its reported value of a key,
+//! 2γ^(key−offset)/(1+γ), is ours. Stores are written contiguously
+//! (`contiguousBinIndexOffset` + packed `contiguousBinCounts`), the form every reader
+//! accepts; the reader here also takes the sparse `binCounts` map.
+
+use super::sketch::{MAX_INDEX, Mapping, Sketch, Store};
+
+/// Why bytes are not a sketch this build can merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadProto(pub &'static str);
+
+impl std::fmt::Display for BadProto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not a DDSketch protobuf this rstatsd can merge: {}",
+            self.0
+        )
+    }
+}
+
+/// The index offset written (see the module docs).
+const INDEX_OFFSET: f64 = -1.0;
+
+/// Encodes `sketch` as a `DDSketch` message.
+pub fn encode(sketch: &Sketch) -> Vec<u8> {
+    let mut mapping = Vec::with_capacity(18);
+    double_field(&mut mapping, 1, sketch.mapping().gamma());
+    double_field(&mut mapping, 2, INDEX_OFFSET);
+    let mut out = Vec::new();
+    len_field(&mut out, 1, &mapping);
+    len_field(&mut out, 2, &store(sketch.positive()));
+    len_field(&mut out, 3, &store(sketch.negative()));
+    if sketch.zero_count() > 0 {
+        double_field(&mut out, 4, sketch.zero_count() as f64);
+    }
+    out
+}
+
+fn store(s: &Store) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.counts().len() * 8 + 8);
+    if s.total() == 0 {
+        return out;
+    }
+    let mut counts = Vec::with_capacity(s.counts().len() * 8);
+    for &c in s.counts() {
+        counts.extend_from_slice(&(c as f64).to_le_bytes());
+    }
+    len_field(&mut out, 2, &counts);
+    tag(&mut out, 3, 0);
+    varint(&mut out, zigzag(s.offset()));
+    out
+}
+
+fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
+    varint(out, u64::from(field) << 3 | u64::from(wire));
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+fn double_field(out: &mut Vec<u8>, field: u32, v: f64) {
+    tag(out, field, 1);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    tag(out, field, 2);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// One field of a message: its number and value.
+enum Field<'a> {
+    Varint(u64),
+    Fixed64([u8; 8]),
+    Bytes(&'a [u8]),
+}
+
+/// Iterates over a message's fields; unknown wire types are an error, unknown fields are
+/// the caller's to skip.
+fn fields(mut data: &[u8]) -> impl Iterator<Item = Result<(u32, Field<'_>), BadProto>> {
+    std::iter::from_fn(move || {
+        if data.is_empty() {
+            return None;
+        }
+        Some((|| {
+            let key = read_varint(&mut data)?;
+            let field = u32::try_from(key >> 3).map_err(|_| BadProto("field number"))?;
+            let value = match key & 7 {
+                0 => Field::Varint(read_varint(&mut data)?),
+                1 => {
+                    let (v, rest) = data.split_first_chunk::<8>().ok_or(BadProto("truncated"))?;
+                    data = rest;
+                    Field::Fixed64(*v)
+                }
+                2 => {
+                    let len =
+                        usize::try_from(read_varint(&mut data)?).map_err(|_| BadProto("length"))?;
+                    if len > data.len() {
+                        return Err(BadProto("truncated"));
+                    }
+                    let (v, rest) = data.split_at(len);
+                    data = rest;
+                    Field::Bytes(v)
+                }
+                5 => {
+                    let (_, rest) = data.split_first_chunk::<4>().ok_or(BadProto("truncated"))?;
+                    data = rest;
+                    Field::Varint(0)
+                }
+                _ => return Err(BadProto("wire type")),
+            };
+            Ok((field, value))
+        })())
+    })
+}
+
+fn read_varint(data: &mut &[u8]) -> Result<u64, BadProto> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = data.split_first().ok_or(BadProto("truncated varint"))?;
+        *data = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(BadProto("varint too long"))
+}
+
+fn unzigzag(v: u64) -> Result<i32, BadProto> {
+    let v = u32::try_from(v).map_err(|_| BadProto("sint32 out of range"))?;
+    Ok((v >> 1) as i32 ^ -((v & 1) as i32))
+}
+
+fn count(v: f64) -> Result<u64, BadProto> {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0 {
+        Ok(v as u64)
+    } else {
+        Err(BadProto("a bin count is not a whole number of samples"))
+    }
+}
+
+/// Decodes a `DDSketch` message into a sketch of `max_bins` bins per store. Only the
+/// logarithmic mapping of an OpenTelemetry scale (γ = 2^(2^−s)) with an integer index
+/// offset is accepted: those are the sketches whose bins merge with ours exactly.
+pub fn decode(data: &[u8], max_bins: usize) -> Result<Sketch, BadProto> {
+    let mut mapping = None;
+    let mut stores: [Vec<(i32, u64)>; 2] = [Vec::new(), Vec::new()];
+    let mut zero = 0;
+    for f in fields(data) {
+        match f? {
+            (1, Field::Bytes(m)) => mapping = Some(decode_mapping(m)?),
+            (n @ (2 | 3), Field::Bytes(s)) => stores[(n - 2) as usize] = decode_store(s)?,
+            (4, Field::Fixed64(b)) => zero = count(f64::from_le_bytes(b))?,
+            _ => {}
+        }
+    }
+    let (mapping, offset) = mapping.ok_or(BadProto("no mapping"))?;
+    let mut sketch = Sketch::new(mapping, max_bins);
+    let [positive, negative] = stores;
+    for (negative, bins) in [(false, positive), (true, negative)] {
+        for (key, n) in bins {
+            let index = i64::from(key) - i64::from(offset) - 1;
+            if index.abs() > i64::from(MAX_INDEX) {
+                return Err(BadProto("bin index out of range"));
+            }
+            sketch.add_bin(negative, index as i32, n);
+        }
+    }
+    sketch.add_zeros(zero);
+    Ok(sketch)
+}
+
+fn decode_mapping(data: &[u8]) -> Result<(Mapping, i32), BadProto> {
+    let (mut gamma, mut offset, mut interpolation) = (None, 0.0, 0);
+    for f in fields(data) {
+        match f? {
+            (1, Field::Fixed64(b)) => gamma = Some(f64::from_le_bytes(b)),
+            (2, Field::Fixed64(b)) => offset = f64::from_le_bytes(b),
+            (3, Field::Varint(v)) => interpolation = v,
+            _ => {}
+        }
+    }
+    if interpolation != 0 {
+        return Err(BadProto("interpolated mapping"));
+    }
+    let gamma = gamma.ok_or(BadProto("no gamma"))?;
+    let mapping = (0..=10)
+        .map(Mapping::with_scale)
+        .find(|m| (m.gamma() - gamma).abs() <= 1e-12 * gamma)
+        .ok_or(BadProto("gamma is not 2^(2^-scale)"))?;
+    if offset.fract() != 0.0 || offset.abs() > 1e6 {
+        return Err(BadProto("index offset is not a small integer"));
+    }
+    Ok((mapping, offset as i32))
+}
+
+fn decode_store(data: &[u8]) -> Result<Vec<(i32, u64)>, BadProto> {
+    let mut bins = Vec::new();
+    let mut contiguous: Vec<u64> = Vec::new();
+    let mut first = 0;
+    for f in fields(data) {
+        match f? {
+            (1, Field::Bytes(entry)) => {
+                let (mut key, mut value) = (0, 0);
+                for e in fields(entry) {
+                    match e? {
+                        (1, Field::Varint(k)) => key = unzigzag(k)?,
+                        (2, Field::Fixed64(b)) => value = count(f64::from_le_bytes(b))?,
+                        _ => {}
+                    }
+                }
+                bins.push((key, value));
+            }
+            (2, Field::Bytes(packed)) => {
+                if packed.len() % 8 != 0 {
+                    return Err(BadProto("packed counts"));
+                }
+                for c in packed.chunks_exact(8) {
+                    let c: [u8; 8] = c.try_into().expect("chunks of 8");
+                    contiguous.push(count(f64::from_le_bytes(c))?);
+                }
+            }
+            (2, Field::Fixed64(b)) => contiguous.push(count(f64::from_le_bytes(b))?),
+            (3, Field::Varint(v)) => first = unzigzag(v)?,
+            _ => {}
+        }
+    }
+    for (j, c) in contiguous.into_iter().enumerate() {
+        let key = i32::try_from(j)
+            .ok()
+            .and_then(|j| first.checked_add(j))
+            .ok_or(BadProto("bin index out of range"))?;
+        bins.push((key, c));
+    }
+    Ok(bins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_bit_for_bit() {
+        let mut s = Sketch::new(Mapping::with_scale(6), 2048);
+        for v in [-250.0, -1.5, 0.0, 0.0, 0.001, 1.0, 3.0, 3.0, 7e5] {
+            s.add(v);
+        }
+        let bytes = encode(&s);
+        assert_eq!(decode(&bytes, 2048), Ok(s.clone()));
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 3], 2048).err().map(|e| e.0),
+            Some("truncated")
+        );
+        // An empty sketch is a mapping and two empty stores.
+        let empty = Sketch::new(Mapping::with_scale(6), 2048);
+        assert_eq!(decode(&encode(&empty), 2048), Ok(empty));
+    }
+
+    #[test]
+    fn foreign_mappings_are_refused() {
+        let mut mapping = Vec::new();
+        double_field(&mut mapping, 1, 1.02);
+        let mut msg = Vec::new();
+        len_field(&mut msg, 1, &mapping);
+        assert_eq!(
+            decode(&msg, 8).err().map(|e| e.0),
+            Some("gamma is not 2^(2^-scale)")
+        );
+    }
+}
