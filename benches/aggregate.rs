@@ -1,5 +1,7 @@
 //! Aggregation into a receiver's table for known series: one hot key, 10k keys, 1M keys
-//! (ns/metric), and the memory a series costs in a table.
+//! (ns/metric), and the memory a series costs in a table. Then the bounded state past the
+//! caps: a sample into a timer's DDSketch, a member into a set's HyperLogLog, and a timer
+//! sample kept raw (the exact mode).
 //!
 //! `cargo bench --bench aggregate`. The memory figure is printed before the timings:
 //! resident set growth while a table takes 1,000,000 series, divided by the series.
@@ -8,7 +10,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use rstatsd::aggregate::Table;
+use rstatsd::aggregate::hll::Hll;
+use rstatsd::aggregate::sketch::{Mapping, Sketch};
+use rstatsd::aggregate::{Bounds, Table, Value};
 use rstatsd::metric::{Metric, MetricType, Sample, SeriesRef, TagRef};
 
 fn names(n: usize) -> Vec<String> {
@@ -87,5 +91,45 @@ fn known_series(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, known_series);
+fn sketches(c: &mut Criterion) {
+    // Lognormal-ish samples spanning four decades, precomputed.
+    let samples: Vec<f64> = (0..4096u32)
+        .map(|i| (f64::from(i.wrapping_mul(2_654_435_761) % 10_000) / 1000.0).exp())
+        .collect();
+    let members: Vec<String> = (0..4096).map(|i| format!("user-{i:08}")).collect();
+    let mut group = c.benchmark_group("bounded_state");
+    group.throughput(Throughput::Elements(samples.len() as u64));
+    let mut sketch = Sketch::new(Mapping::for_accuracy(0.01), 2048);
+    group.bench_function("ddsketch_add", |b| {
+        b.iter(|| {
+            for &v in &samples {
+                sketch.add(black_box(v));
+            }
+        })
+    });
+    let mut hll = Hll::new(14);
+    group.bench_function("hll_add", |b| {
+        b.iter(|| {
+            for m in &members {
+                hll.add(black_box(m.as_bytes()));
+            }
+        })
+    });
+    // The exact mode: a timer under its cap keeps each sample raw.
+    let bounds = Bounds::default();
+    group.bench_function("timer_raw_sample", |b| {
+        b.iter_batched_ref(
+            || Value::empty(MetricType::Timer),
+            |timer| {
+                for &v in &samples {
+                    timer.update(&Sample::Value(black_box(v)), 1.0, 0, &bounds);
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, known_series, sketches);
 criterion_main!(benches);

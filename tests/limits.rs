@@ -218,3 +218,50 @@ fn ten_million_distinct_series_keep_memory_bounded() {
     );
     assert!(peak < FLOOD_RSS_BOUND, "peak RSS {} MiB", peak >> 20);
 }
+
+/// Samples sent to one timer, and members to one set, by
+/// [`one_timer_and_one_set_of_ten_million_keep_memory_bounded`].
+const SKETCH_SAMPLES: u64 = 10_000_000;
+/// Raw, the timer alone would hold 80 MB and the set ~500 MB; sketched, both stay tiny.
+const SKETCH_RSS_BOUND: u64 = 32 << 20;
+
+#[test]
+fn one_timer_and_one_set_of_ten_million_keep_memory_bounded() {
+    let d = Daemon::start(&["--flush-interval-ms", LONG_INTERVAL, "--no-pystatsd"]);
+    // Each datagram: 10 samples of `t` (1..=1000 ms) and 10 distinct members of `u`.
+    const PAIRS: u64 = 10;
+    let sockets: Vec<_> = (0..4).map(|_| sender(d.statsd.unwrap())).collect();
+    let mut datagram = String::with_capacity(400);
+    let mut n = 0u64;
+    while n < SKETCH_SAMPLES {
+        datagram.clear();
+        for _ in 0..PAIRS {
+            use std::fmt::Write;
+            let _ = write!(datagram, "t:{}|ms\nu:{n:x}|s\n", n % 1000 + 1);
+            n += 1;
+        }
+        d.send_statsd(&sockets[(n / PAIRS % 4) as usize], datagram.as_bytes());
+    }
+    let peak = peak_rss_bytes(d.pid());
+    let out = d.stop();
+    out.assert_clean_stop();
+    let got = by_series(&out.records);
+    // Datagrams arrive whole or not at all: half of what arrived was timer samples, half
+    // distinct members.
+    let arrived = stat(&got, "metrics_received") / 2.0;
+    eprintln!(
+        "{arrived} of {SKETCH_SAMPLES} pairs arrived; peak RSS {} MiB",
+        peak >> 20
+    );
+    assert!(arrived > 1_000_000.0, "too few arrived to test the bound");
+    let t = &got[&id("t", "timer", &[])];
+    assert_eq!((t["count"], t["upper"], t["lower"]), (arrived, 1000.0, 1.0));
+    let u = &got[&id("u", "set", &[])];
+    let se = 1.04 / 128.0;
+    assert!(
+        (u["count"] - arrived).abs() <= 3.0 * se * arrived,
+        "{} distinct members counted, {arrived} sent",
+        u["count"]
+    );
+    assert!(peak < SKETCH_RSS_BOUND, "peak RSS {} MiB", peak >> 20);
+}
