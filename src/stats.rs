@@ -35,6 +35,7 @@
 //! | `flush_duration_ms` | gauge | | always | time the previous flush took |
 //! | `gauges_kept` | gauge | | always | gauges remembered across intervals |
 //! | `gauges_not_kept` | counter | | non-zero | new gauges not remembered (`limits.max_gauges`) |
+//! | `sketch_bins_collapsed` | counter | | non-zero | timer sketch bins folded into a lower one (`limits.max_sketch_bins`), in the previous snapshot |
 //! | `guard_tracked_names` | gauge | | full | names tracked by the per-name tag-set cap |
 //! | `sink_delivered` | counter | `sink` | always | messages (lines) the destination took |
 //! | `sink_buffered_bytes` | gauge | `sink` | always | bytes waiting in the sink's delivery buffer |
@@ -295,6 +296,8 @@ pub struct FlushFacts<'a> {
     pub flush_duration: Duration,
     pub gauges_kept: usize,
     pub gauges_not_kept: u64,
+    /// Sketch bins collapsed in the previous snapshot's timers.
+    pub sketch_bins_collapsed: u64,
     pub guard_tracked_names: Option<usize>,
     /// Each sink's counters now and at the previous flush.
     pub sinks: Vec<(&'a str, SinkTotals, SinkTotals)>,
@@ -344,6 +347,8 @@ pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
     push("gauges_kept", &[], kept, Always);
     let not_kept = StatValue::Counter(facts.gauges_not_kept);
     push("gauges_not_kept", &[], not_kept, NonZero);
+    let collapsed = StatValue::Counter(facts.sketch_bins_collapsed);
+    push("sketch_bins_collapsed", &[], collapsed, NonZero);
     if let Some(names) = facts.guard_tracked_names {
         push(
             "guard_tracked_names",
@@ -430,7 +435,7 @@ mod tests {
         // Full detail: every counter of both listeners, every reason, every sink counter.
         let full = stats.iter().filter(|s| s.in_flush(Detail::Full)).count();
         assert_eq!(full, stats.len());
-        assert_eq!(stats.len(), 2 * (11 + Reject::ALL.len() + 2) + 5 + 8);
+        assert_eq!(stats.len(), 2 * (11 + Reject::ALL.len() + 2) + 6 + 8);
     }
 
     #[test]

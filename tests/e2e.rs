@@ -227,7 +227,7 @@ fn a_default_flush_carries_a_few_internal_series_and_full_detail_every_one() {
     // Full detail: every counter of both listeners (each bad-line reason too), the guard
     // and every sink counter.
     let full = internal(&["--stats-detail", "full"]);
-    assert_eq!(full.len(), 2 * (11 + 19 + 2) + 5 + 8, "{full:?}");
+    assert_eq!(full.len(), 2 * (11 + 19 + 2) + 6 + 8, "{full:?}");
 }
 
 #[test]

@@ -29,12 +29,24 @@ pub struct FinalizeSettings {
 pub struct Finalizer {
     settings: FinalizeSettings,
     carry: CarryOver,
+    /// Sketch bins collapsed in the last snapshot's timers (`limits.max_sketch_bins`).
+    collapsed: u64,
 }
 
 impl Finalizer {
     pub fn new(settings: FinalizeSettings) -> Finalizer {
         let carry = CarryOver::new(settings.carry.clone());
-        Finalizer { settings, carry }
+        Finalizer {
+            settings,
+            carry,
+            collapsed: 0,
+        }
+    }
+
+    /// Sketch bins the last snapshot's timers collapsed to stay within
+    /// `limits.max_sketch_bins`.
+    pub fn sketch_bins_collapsed(&self) -> u64 {
+        self.collapsed
     }
 
     /// The state that spans intervals (gauges, idle series).
@@ -70,9 +82,11 @@ impl Finalizer {
                 series.push((key, stat_value(stat.value)));
             }
         }
+        self.collapsed = 0;
         for (_, value) in &mut series {
             if let Some(s) = value.samples_mut() {
                 s.values.sort_unstable_by(f64::total_cmp);
+                self.collapsed += s.sketched.as_ref().map_or(0, |k| k.sketch.collapsed());
             }
         }
         Snapshot {
@@ -345,5 +359,39 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn collapsed_sketch_bins_are_counted() {
+        let mut a = Finalizer::new(settings());
+        let bounds = Bounds {
+            max_timer_samples: 2,
+            max_sketch_bins: 4,
+            ..Bounds::default()
+        };
+        let mut table = Table::with_capacity(0, bounds);
+        for v in [1.0, 10.0, 100.0, 1000.0, 10_000.0] {
+            table.apply(
+                &Metric {
+                    series: SeriesRef {
+                        name: "t",
+                        mtype: MetricType::Timer,
+                        tags: &[],
+                    },
+                    sample: Sample::Value(v),
+                    sample_rate: 1.0,
+                },
+                0,
+            );
+        }
+        let state = IntervalState {
+            timestamp_ms: 0,
+            interval: Duration::from_secs(10),
+            series: table,
+        };
+        a.finalize(state, &[]);
+        // Five samples a factor of ten apart (212 bins at scale 6), four bins kept: each new
+        // sample folds every non-empty bin below it, 1 + 2 + 2 + 2 folds.
+        assert_eq!(a.sketch_bins_collapsed(), 7);
     }
 }

@@ -293,6 +293,7 @@ impl Flusher {
             flush_duration: self.last_duration,
             gauges_kept: carry.gauges_kept(),
             gauges_not_kept: carry.gauges_not_kept(),
+            sketch_bins_collapsed: self.finalizer.sketch_bins_collapsed(),
             guard_tracked_names: self.settings.guard.as_ref().map(|g| g.tracked_names()),
             sinks: self
                 .sinks
