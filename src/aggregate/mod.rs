@@ -48,7 +48,8 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// Nothing approximated: what merging tables in tests and tools uses.
+    /// Nothing approximated, for tests and tools: timers stay raw, and sets switch only
+    /// once their members weigh more than the largest HyperLogLog (2 MiB, 2^21 registers).
     pub const EXACT: Bounds = Bounds {
         max_timer_samples: usize::MAX,
         sketch: Mapping::SCALE_6,
