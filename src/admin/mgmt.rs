@@ -286,4 +286,45 @@ mod tests {
             assert!(View::of(t).types().contains(&t), "{t}");
         }
     }
+
+    #[test]
+    fn sketched_timers_and_estimated_sets_show_their_state() {
+        use crate::aggregate::{Bounds, Value};
+        use crate::metric::{Sample, SeriesKey};
+        use crate::snapshot::Snapshot;
+        let bounds = Bounds {
+            max_timer_samples: 1,
+            set_exact_members: 1,
+            ..Bounds::default()
+        };
+        let mut timer = Value::empty(MetricType::Timer);
+        let mut set = Value::empty(MetricType::Set);
+        for (v, m) in [(1.0, "a"), (1.0, "b"), (2.0, "c")] {
+            timer.update(&Sample::Value(v), 1.0, 0, &bounds);
+            set.update(&Sample::Member(m.into()), 1.0, 0, &bounds);
+        }
+        let none: [(&str, &str); 0] = [];
+        let state = AdminState::new(String::new(), Vec::new());
+        let snapshot = Snapshot {
+            timestamp_ms: 0,
+            interval: Duration::from_secs(10),
+            percentiles: Vec::new().into(),
+            series: vec![
+                (SeriesKey::new("t", MetricType::Timer, none), timer),
+                (SeriesKey::new("u", MetricType::Set, none), set),
+            ],
+        };
+        state.publish(Arc::new(snapshot), &[]);
+        let ask = |command: &str| {
+            let mut out = Vec::new();
+            answer(command, &state, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        // Bins -1 and 63 of scale 6 (1 and 2 are their upper bounds), reported as 2γ^(i+1)/(1+γ).
+        assert_eq!(
+            ask("timers"),
+            "{\n  \"t\": {\"sketch\": [[0.9945848405840976, 2], [1.9891696811681951, 1]]}\n}\nEND\n\n"
+        );
+        assert_eq!(ask("sets"), "{\n  \"u\": {\"estimate\": 3}\n}\nEND\n\n");
+    }
 }
