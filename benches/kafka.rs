@@ -63,7 +63,11 @@ fn delivery(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let mut sink = config.build("bench").unwrap().remove(0).sink;
+                let mut sink = config
+                    .build("bench", &Default::default())
+                    .unwrap()
+                    .remove(0)
+                    .sink;
                 let start = Instant::now();
                 sink.send(&snap).unwrap();
                 // close() returns once every message is acknowledged.

@@ -68,6 +68,11 @@
 //! [log]
 //! level = "info"                  # error, warn, info, debug, trace
 //!
+//! [spool]                         # undelivered snapshots on disk (none when `dir` is unset)
+//! # dir = "/var/lib/rstatsd/spool" # one subdirectory per sink
+//! max_bytes = 1073741824          # per sink; beyond, the oldest snapshots are dropped
+//! segment_bytes = 16777216        # segment file size
+//!
 //! [sinks.out]                     # with no sinks configured, a console sink is used
 //! type = "console"
 //!
@@ -94,6 +99,7 @@ pub use crate::settings::ConfigError;
 use crate::settings::at_least;
 pub use crate::sink::SinkConfig;
 use crate::sink::registry::INNER_KEY;
+pub use crate::sink::spool::SpoolConfig;
 pub use crate::stats::StatsConfig;
 
 /// The whole configuration. The sections with flags of their own are flattened into the
@@ -124,6 +130,8 @@ pub struct Config {
     pub stats: StatsConfig,
     #[command(flatten)]
     pub log: LogConfig,
+    #[command(flatten)]
+    pub spool: SpoolConfig,
     /// Named sinks. Empty means: one console sink.
     #[arg(skip)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -294,6 +302,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             stats: StatsConfig::default(),
             log: LogConfig::default(),
+            spool: SpoolConfig::default(),
             sinks: BTreeMap::new(),
         }
     }
@@ -330,6 +339,14 @@ impl Config {
         }
     }
 
+    /// What every sink is built with besides its own section.
+    pub fn sink_context(&self) -> crate::sink::BuildContext {
+        crate::sink::BuildContext {
+            spool: self.spool.clone(),
+            flush_interval: std::time::Duration::from_millis(self.flush.interval_ms),
+        }
+    }
+
     /// The listener section of `protocol`.
     pub fn listener(&self, protocol: Protocol) -> &ListenerConfig {
         match protocol {
@@ -359,6 +376,7 @@ impl Config {
         for (name, sink) in &self.sinks {
             sink.validate(&format!("sinks.{name}"))?;
         }
+        self.spool.validate()?;
         self.log.validate()
     }
 
@@ -375,6 +393,8 @@ impl Config {
                 "flush.snapshot_queue".to_string(),
                 self.flush.snapshot_queue as u64,
             ),
+            ("spool.max_bytes".to_string(), self.spool.max_bytes),
+            ("spool.segment_bytes".to_string(), self.spool.segment_bytes),
         ];
         for (key, value) in toml_integers(&self.limits) {
             out.push((format!("limits.{key}"), value));

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         // Creating the sinks lets librdkafka check its properties too.
-        if let Err(e) = rstatsd::sink::registry::build_all(&config.sinks) {
+        if let Err(e) = rstatsd::sink::registry::build_all(&config.sinks, &config.sink_context()) {
             let e = e.in_file(cli.config.clone());
             eprintln!("rstatsd: {e}");
             return ExitCode::from(2);

@@ -81,7 +81,8 @@ impl Server {
     /// Binds every listener and starts all threads. Sinks come from `config.sinks` (a
     /// console sink writing to stdout when none is configured).
     pub fn start(config: &Config) -> Result<Server, ServerError> {
-        let sinks = registry::build_all(&config.sinks).map_err(ServerError::Config)?;
+        let sinks = registry::build_all(&config.sinks, &config.sink_context())
+            .map_err(ServerError::Config)?;
         Ok(Server::start_with_sinks(config, sinks)?)
     }
 

@@ -45,6 +45,15 @@
 //! | `sink_failed` | counter | `sink` | non-zero | messages that failed permanently |
 //! | `sink_connection_errors` | counter | `sink` | non-zero | failed connection attempts and broken connections |
 //! | `sink_write_errors` | counter | `sink` | non-zero | snapshots a sink could not write at all (console: stdout failed) |
+//! | `sink_spool_bytes` | gauge | `sink` | always (with a spool) | bytes of the sink's spool segments on disk |
+//! | `sink_spool_records` | gauge | `sink` | always (with a spool) | spooled snapshots not yet delivered |
+//! | `sink_spool_oldest_age_seconds` | gauge | `sink` | always (with a spool) | age of the oldest undelivered spooled snapshot (0: none) |
+//! | `sink_spool_written` | counter | `sink` | non-zero | snapshots written to the spool |
+//! | `sink_spool_replayed` | counter | `sink` | non-zero | spooled snapshots read back for delivery |
+//! | `sink_spool_dropped` | counter | `sink` | non-zero | spooled snapshots dropped unsent: `spool.max_bytes` reached |
+//! | `sink_spool_corrupt` | counter | `sink` | non-zero | spool records (or whole segments with a bad header) that failed their checksum, skipped |
+//! | `sink_spool_torn` | counter | `sink` | non-zero | torn last records (a crash mid-write) truncated at start-up |
+//! | `sink_spool_write_errors` | counter | `sink` | non-zero | failed spool writes, reads of the directory or deletes (the memory buffer carries on) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -212,6 +221,20 @@ pub struct SinkCounters {
     pub buffered_bytes: AtomicU64,
     /// Messages still undelivered when the sink closed.
     pub undelivered: AtomicU64,
+    /// The sink has a spool (its gauges are reported).
+    pub spool_enabled: std::sync::atomic::AtomicBool,
+    pub spool_bytes: AtomicU64,
+    pub spool_records: AtomicU64,
+    /// Flush time (ms since the epoch) of the oldest undelivered spooled snapshot; 0: none.
+    pub spool_oldest_ms: AtomicU64,
+    pub spool_written: AtomicU64,
+    pub spool_replayed: AtomicU64,
+    pub spool_dropped: AtomicU64,
+    pub spool_corrupt: AtomicU64,
+    pub spool_torn: AtomicU64,
+    pub spool_write_errors: AtomicU64,
+    /// Messages left in the spool when the sink closed.
+    pub spooled_at_close: AtomicU64,
 }
 
 /// A plain copy of [`SinkCounters`].
@@ -226,6 +249,17 @@ pub struct SinkTotals {
     pub write_errors: u64,
     pub buffered_bytes: u64,
     pub undelivered: u64,
+    pub spool_enabled: bool,
+    pub spool_bytes: u64,
+    pub spool_records: u64,
+    pub spool_oldest_ms: u64,
+    pub spool_written: u64,
+    pub spool_replayed: u64,
+    pub spool_dropped: u64,
+    pub spool_corrupt: u64,
+    pub spool_torn: u64,
+    pub spool_write_errors: u64,
+    pub spooled_at_close: u64,
 }
 
 impl SinkCounters {
@@ -241,6 +275,17 @@ impl SinkCounters {
             write_errors: get(&self.write_errors),
             buffered_bytes: get(&self.buffered_bytes),
             undelivered: get(&self.undelivered),
+            spool_enabled: self.spool_enabled.load(Ordering::Relaxed),
+            spool_bytes: get(&self.spool_bytes),
+            spool_records: get(&self.spool_records),
+            spool_oldest_ms: get(&self.spool_oldest_ms),
+            spool_written: get(&self.spool_written),
+            spool_replayed: get(&self.spool_replayed),
+            spool_dropped: get(&self.spool_dropped),
+            spool_corrupt: get(&self.spool_corrupt),
+            spool_torn: get(&self.spool_torn),
+            spool_write_errors: get(&self.spool_write_errors),
+            spooled_at_close: get(&self.spooled_at_close),
         }
     }
 
@@ -251,7 +296,7 @@ impl SinkCounters {
 
 impl SinkTotals {
     /// The counters as (series name, value since `last`, level).
-    fn deltas(&self, last: &SinkTotals) -> [(&'static str, u64, Level); 7] {
+    fn deltas(&self, last: &SinkTotals) -> [(&'static str, u64, Level); 13] {
         use Level::*;
         let d = |now: u64, then: u64| now.saturating_sub(then);
         [
@@ -278,6 +323,36 @@ impl SinkTotals {
                 d(self.write_errors, last.write_errors),
                 NonZero,
             ),
+            (
+                "sink_spool_written",
+                d(self.spool_written, last.spool_written),
+                NonZero,
+            ),
+            (
+                "sink_spool_replayed",
+                d(self.spool_replayed, last.spool_replayed),
+                NonZero,
+            ),
+            (
+                "sink_spool_dropped",
+                d(self.spool_dropped, last.spool_dropped),
+                NonZero,
+            ),
+            (
+                "sink_spool_corrupt",
+                d(self.spool_corrupt, last.spool_corrupt),
+                NonZero,
+            ),
+            (
+                "sink_spool_torn",
+                d(self.spool_torn, last.spool_torn),
+                NonZero,
+            ),
+            (
+                "sink_spool_write_errors",
+                d(self.spool_write_errors, last.spool_write_errors),
+                NonZero,
+            ),
         ]
     }
 }
@@ -301,6 +376,8 @@ pub struct FlushFacts<'a> {
     pub guard_tracked_names: Option<usize>,
     /// Each sink's counters now and at the previous flush.
     pub sinks: Vec<(&'a str, SinkTotals, SinkTotals)>,
+    /// The flush's wall-clock time (ms since the epoch), for ages.
+    pub now_ms: u64,
 }
 
 /// Every internal statistic of one interval (see the module docs for names and levels).
@@ -360,10 +437,29 @@ pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
     for (name, now, last) in &facts.sinks {
         let tags = [("sink", *name)];
         for (stat, v, level) in now.deltas(last) {
+            if stat.starts_with("sink_spool") && !now.spool_enabled {
+                continue;
+            }
             push(stat, &tags, StatValue::Counter(v), level);
         }
         let bytes = StatValue::Gauge(now.buffered_bytes as f64);
         push("sink_buffered_bytes", &tags, bytes, Always);
+        if now.spool_enabled {
+            let gauge = |v: u64| StatValue::Gauge(v as f64);
+            push("sink_spool_bytes", &tags, gauge(now.spool_bytes), Always);
+            push(
+                "sink_spool_records",
+                &tags,
+                gauge(now.spool_records),
+                Always,
+            );
+            let age = match now.spool_oldest_ms {
+                0 => 0.0,
+                oldest => (facts.now_ms.saturating_sub(oldest)) as f64 / 1000.0,
+            };
+            let age = StatValue::Gauge(age);
+            push("sink_spool_oldest_age_seconds", &tags, age, Always);
+        }
     }
     out
 }

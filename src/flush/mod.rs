@@ -302,6 +302,7 @@ impl Flusher {
                 .zip(&self.last_totals)
                 .map(|((sink, now), last)| (sink.name(), *now, *last))
                 .collect(),
+            now_ms: timestamp_ms,
         });
         self.last_totals = totals;
         let snapshot = self.finalizer.finalize(state, &internal);

@@ -10,7 +10,7 @@
 //!   itself and recovers with the newest data.
 //! - [`buffer`]: the one delivery buffer every networked sink uses (byte-bounded, oldest
 //!   whole snapshots dropped first, in-flight data pinned) and the one pump/close loop over a
-//!   sink's [`buffer::Transport`].
+//!   sink's [`buffer::Transport`]; [`spool`]: the disk spool behind it (`[spool]`).
 //! - [`console`], [`graphite`], [`kafka`]: the sinks.
 //!
 //! Adding a sink: a new folder with a config type implementing [`SinkSpec`] (whose `build`
@@ -23,6 +23,7 @@ pub mod graphite;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod registry;
+pub mod spool;
 
 use std::fmt;
 use std::sync::Arc;
@@ -98,7 +99,7 @@ pub trait SinkSpec: Sized {
     fn validate(&self, key: &str) -> Result<(), ConfigError>;
 
     /// Creates the running sink(s) named `name` (one per destination, where there are several).
-    fn build(&self, name: &str) -> Result<Vec<BuiltSink>, ConfigError>;
+    fn build(&self, name: &str, context: &BuildContext) -> Result<Vec<BuiltSink>, ConfigError>;
 
     /// The sink the type's flags configure (created with defaults when the file has none),
     /// when any of them was given.
@@ -106,6 +107,32 @@ pub trait SinkSpec: Sized {
 
     /// Applies the type's flags to that sink.
     fn apply_flags(&mut self, flags: &Self::Flags);
+}
+
+/// What every sink's `build` gets besides its own section: the settings shared by all
+/// sinks.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    pub spool: spool::SpoolConfig,
+    /// The flush interval: undelivered snapshots reach the spool within one.
+    pub flush_interval: Duration,
+}
+
+impl BuildContext {
+    /// The delivery buffer settings of the sink named `name`.
+    pub fn buffer(
+        &self,
+        name: &str,
+        memory_bytes: usize,
+        shutdown_timeout: Duration,
+    ) -> buffer::BufferSettings {
+        buffer::BufferSettings {
+            memory_bytes,
+            spool: self.spool.for_sink(name),
+            spill_after: self.flush_interval,
+            shutdown_timeout,
+        }
+    }
 }
 
 /// Flags of a sink type that has none.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{BuiltSink, ConfigError, SinkSpec};
+use super::{BuildContext, BuiltSink, ConfigError, SinkSpec};
 
 /// Separates the inner key path from the reason in a sink's deserialization error, so the
 /// config loader can report `sinks.NAME.key` (serde's internally tagged enums would lose the
@@ -54,9 +54,9 @@ macro_rules! sink_types {
             }
 
             /// Creates the running sink(s).
-            pub fn build(&self, name: &str) -> Result<Vec<BuiltSink>, ConfigError> {
+            pub fn build(&self, name: &str, context: &BuildContext) -> Result<Vec<BuiltSink>, ConfigError> {
                 match self {
-                    $( $(#[$meta])* SinkConfig::$variant(c) => c.build(name), )*
+                    $( $(#[$meta])* SinkConfig::$variant(c) => c.build(name, context), )*
                 }
             }
         }
@@ -118,14 +118,17 @@ impl<'de> serde::Deserialize<'de> for SinkConfig {
 /// Instantiates the configured sinks (a console sink named `console` if none). Kafka
 /// producers are created here, so librdkafka's verdict on their properties is a
 /// configuration error.
-pub fn build_all(sinks: &BTreeMap<String, SinkConfig>) -> Result<Vec<BuiltSink>, ConfigError> {
+pub fn build_all(
+    sinks: &BTreeMap<String, SinkConfig>,
+    context: &BuildContext,
+) -> Result<Vec<BuiltSink>, ConfigError> {
     if sinks.is_empty() {
         let console = SinkConfig::Console(Box::default());
-        return console.build("console");
+        return console.build("console", context);
     }
     let mut built = Vec::new();
     for (name, sink) in sinks {
-        built.extend(sink.build(name)?);
+        built.extend(sink.build(name, context)?);
     }
     Ok(built)
 }

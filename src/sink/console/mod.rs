@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{BuiltSink, ConfigError, Flushed, Sink, SinkCounters, SinkError, SinkSpec};
+use super::{
+    BuildContext, BuiltSink, ConfigError, Flushed, Sink, SinkCounters, SinkError, SinkSpec,
+};
 use crate::format::json::render_nested;
 
 /// `[sinks.NAME] type = "console"`. No options yet.
@@ -38,7 +40,7 @@ impl SinkSpec for ConsoleConfig {
         Ok(())
     }
 
-    fn build(&self, name: &str) -> Result<Vec<BuiltSink>, ConfigError> {
+    fn build(&self, name: &str, _: &BuildContext) -> Result<Vec<BuiltSink>, ConfigError> {
         let counters: Arc<SinkCounters> = Arc::default();
         let out = BufWriter::with_capacity(1 << 16, io::stdout());
         Ok(vec![BuiltSink {

@@ -34,7 +34,7 @@ use serde::Deserialize;
 pub use self::render::{Bin, Renderer};
 pub use self::transport::GraphiteTransport;
 use super::buffer::BufferedSink;
-use super::{BuiltSink, ConfigError, SinkCounters, SinkSpec};
+use super::{BuildContext, BuiltSink, ConfigError, SinkCounters, SinkSpec};
 use crate::settings::at_least;
 
 /// `[sinks.NAME] type = "graphite"`.
@@ -191,7 +191,7 @@ impl SinkSpec for GraphiteConfig {
         Ok(())
     }
     /// One sink per destination, named `<sink>/<host:port>`, sharing one renderer.
-    fn build(&self, name: &str) -> Result<Vec<BuiltSink>, ConfigError> {
+    fn build(&self, name: &str, context: &BuildContext) -> Result<Vec<BuiltSink>, ConfigError> {
         let renderer = Arc::new(Renderer::new(self));
         Ok(self
             .destinations
@@ -206,13 +206,9 @@ impl SinkSpec for GraphiteConfig {
                     self,
                     Arc::clone(&counters),
                 );
-                let sink = BufferedSink::new(
-                    &name,
-                    transport,
-                    self.buffer_bytes,
-                    Duration::from_millis(self.shutdown_timeout_ms),
-                    Arc::clone(&counters),
-                );
+                let timeout = Duration::from_millis(self.shutdown_timeout_ms);
+                let settings = context.buffer(&name, self.buffer_bytes, timeout);
+                let sink = BufferedSink::new(&name, transport, &settings, Arc::clone(&counters));
                 BuiltSink {
                     name,
                     sink: Box::new(sink),

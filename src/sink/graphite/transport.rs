@@ -193,7 +193,7 @@ mod tests {
     use crate::aggregate::{Gauge, Value};
     use crate::metric::{MetricType, SeriesKey};
     use crate::sink::Sink;
-    use crate::sink::buffer::BufferedSink;
+    use crate::sink::buffer::{BufferSettings, BufferedSink};
     use crate::snapshot::Snapshot;
 
     fn flushed(series: usize) -> Flushed {
@@ -243,13 +243,8 @@ mod tests {
         let destination = format!("127.0.0.1:{port}");
         let transport =
             GraphiteTransport::new("g", &destination, renderer, &config, Arc::clone(&counters));
-        let mut sink = BufferedSink::new(
-            "g",
-            transport,
-            one * 2,
-            Duration::from_millis(1),
-            Arc::clone(&counters),
-        );
+        let settings = BufferSettings::memory(one * 2, Duration::from_millis(1));
+        let mut sink = BufferedSink::new("g", transport, &settings, Arc::clone(&counters));
         for _ in 0..5 {
             sink.send(&flushed(2)).unwrap();
         }

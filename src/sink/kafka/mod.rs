@@ -31,7 +31,7 @@ use self::encode::Format;
 use self::topic::TopicTemplate;
 pub use self::transport::KafkaTransport;
 use super::buffer::BufferedSink;
-use super::{BuiltSink, ConfigError, SinkCounters, SinkSpec};
+use super::{BuildContext, BuiltSink, ConfigError, SinkCounters, SinkSpec};
 
 /// `[sinks.NAME] type = "kafka"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -191,18 +191,14 @@ impl SinkSpec for KafkaConfig {
     }
 
     /// Creates the producer; librdkafka rejects invalid properties here, with the key.
-    fn build(&self, name: &str) -> Result<Vec<BuiltSink>, ConfigError> {
+    fn build(&self, name: &str, context: &BuildContext) -> Result<Vec<BuiltSink>, ConfigError> {
         let prefix = format!("sinks.{name}");
         self.validate(&prefix)?;
         let counters: Arc<SinkCounters> = Arc::default();
         let transport = KafkaTransport::new(name, self, Arc::clone(&counters))?;
-        let sink = BufferedSink::new(
-            name,
-            transport,
-            self.buffer_bytes as usize,
-            Duration::from_millis(self.shutdown_timeout_ms),
-            Arc::clone(&counters),
-        );
+        let timeout = Duration::from_millis(self.shutdown_timeout_ms);
+        let settings = context.buffer(name, self.buffer_bytes as usize, timeout);
+        let sink = BufferedSink::new(name, transport, &settings, Arc::clone(&counters));
         Ok(vec![BuiltSink {
             name: name.to_string(),
             sink: Box::new(sink),

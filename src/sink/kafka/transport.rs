@@ -10,27 +10,31 @@ use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 
 use super::KafkaConfig;
 use super::encode::BatchEncoder;
 use crate::logging::RateLimit;
-use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, Transport};
+use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, Tag, Transport};
 use crate::sink::{ConfigError, Flushed, SinkCounters};
 
 /// A message handed back by a failed delivery, to retry.
 struct Retry {
+    tag: Tag,
     topic: String,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
 
-/// Delivery reports arrive here, on the sink thread (inside `poll`).
+/// Delivery reports arrive here, on the sink thread (inside `poll`); the transport hands
+/// them to the delivery buffer at its next `deliver`.
 struct DeliveryContext {
     name: String,
     counters: Arc<SinkCounters>,
+    /// Messages delivered or failed permanently: resolved in the buffer.
+    resolved: parking_lot::Mutex<Vec<Tag>>,
     retries: Sender<Retry>,
-    /// Set once shutdown gave up: purged messages are then counted as undelivered instead.
+    /// Set once shutdown gave up: purged messages stay unresolved (the buffer spools them).
     closing: AtomicBool,
     failures: parking_lot::Mutex<RateLimit>,
 }
@@ -50,12 +54,15 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    /// The message's [`Tag`].
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+        let tag = Tag(tag as u64);
         let (err, msg) = match result {
             Ok(_) => {
                 SinkCounters::add(&self.counters.delivered, 1);
+                self.resolved.lock().push(tag);
                 return;
             }
             Err((err, msg)) => (err, msg),
@@ -66,6 +73,7 @@ impl ProducerContext for DeliveryContext {
         if is_retriable(err) {
             SinkCounters::add(&self.counters.retried, 1);
             let _ = self.retries.send(Retry {
+                tag,
                 topic: msg.topic().to_string(),
                 key: msg.key().map(<[u8]>::to_vec),
                 payload: msg.payload().unwrap_or_default().to_vec(),
@@ -73,6 +81,7 @@ impl ProducerContext for DeliveryContext {
             return;
         }
         SinkCounters::add(&self.counters.failed, 1);
+        self.resolved.lock().push(tag);
         if let Some(suppressed) = self.failures.lock().allow() {
             log::error!(
                 "sink {}: message to topic {} failed permanently: {err} ({suppressed} more failures since the last report)",
@@ -82,7 +91,6 @@ impl ProducerContext for DeliveryContext {
         }
     }
 }
-
 /// Errors after which the same message may well succeed later.
 fn is_retriable(err: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
@@ -129,6 +137,7 @@ impl KafkaTransport {
         let context = DeliveryContext {
             name: name.to_string(),
             counters: Arc::clone(&counters),
+            resolved: parking_lot::Mutex::new(Vec::new()),
             retries: retry_tx,
             closing: AtomicBool::new(false),
             failures: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
@@ -156,11 +165,14 @@ impl KafkaTransport {
         })
     }
 
-    /// Hands the batch's messages to librdkafka until its queue is full.
-    fn produce(&mut self, batch: &mut Batch) -> Flow {
+    /// Hands the batch's messages to librdkafka until its queue is full; returns the tags
+    /// of messages librdkafka refused outright (failed permanently).
+    fn produce(&mut self, batch: &mut Batch, refused: &mut Vec<Tag>) -> Flow {
         while let Some(msg) = batch.front() {
             let topic = msg.topic.map_or("", |t| t);
-            let mut record = BaseRecord::to(topic).payload(msg.payload);
+            // The opaque is the tag: usize is 64 bits on every platform rstatsd builds for.
+            let mut record =
+                BaseRecord::with_opaque_to(topic, msg.tag.0 as usize).payload(msg.payload);
             if let Some(k) = msg.key {
                 record = record.key(k);
             }
@@ -171,12 +183,28 @@ impl KafkaTransport {
                 }
                 Err((e, _)) => {
                     SinkCounters::add(&self.counters.failed, 1);
+                    refused.push(msg.tag);
                     log::error!("sink {}: cannot produce to topic {topic}: {e}", self.name);
                 }
             }
             batch.advance();
         }
         Flow::Done
+    }
+
+    /// Hands delivery reports and retries to the buffer.
+    fn collect_reports(&mut self, buffer: &mut DeliveryBuffer) {
+        let resolved = std::mem::take(&mut *self.producer.context().resolved.lock());
+        for tag in resolved {
+            buffer.resolve(tag);
+        }
+        let mut retried = Batch::default();
+        for r in self.retries.try_iter() {
+            let topic = Some(Arc::from(r.topic.as_str()));
+            retried.push_retry(r.tag, topic, r.key.as_deref(), &r.payload);
+        }
+        // Retries are the oldest data: they go first.
+        buffer.push_front(retried);
     }
 }
 
@@ -185,23 +213,18 @@ impl Transport for KafkaTransport {
         self.encoder.encode(&flushed.snapshot, batch);
     }
 
-    fn deliver(&mut self, buffer: &mut DeliveryBuffer) {
-        let mut retried = Batch::default();
-        for r in self.retries.try_iter() {
-            retried.push(
-                Some(Arc::from(r.topic.as_str())),
-                r.key.as_deref(),
-                &r.payload,
-            );
-        }
-        // Retries are the oldest data: they go first.
-        buffer.push_front(retried);
-        buffer.deliver(|batch| self.produce(batch));
-        self.producer.poll(Duration::ZERO);
+    fn acknowledges(&self) -> bool {
+        true
     }
 
-    fn in_flight(&self) -> usize {
-        self.producer.in_flight_count().max(0) as usize + self.retries.len()
+    fn deliver(&mut self, buffer: &mut DeliveryBuffer) {
+        self.producer.poll(Duration::ZERO);
+        self.collect_reports(buffer);
+        let mut refused = Vec::new();
+        buffer.deliver(|batch| self.produce(batch, &mut refused));
+        for tag in refused {
+            buffer.resolve(tag);
+        }
     }
 
     fn wait(&mut self, max: Duration) {
@@ -212,10 +235,20 @@ impl Transport for KafkaTransport {
         Duration::from_millis(100)
     }
 
-    fn abandon(&mut self) {
+    /// Takes back what librdkafka still holds: purged, its reports ignored, so the buffer
+    /// spools exactly what was not acknowledged. (A message already sent in a request may
+    /// still have reached the broker: at-least-once.)
+    fn abandon(&mut self, buffer: &mut DeliveryBuffer) {
+        self.producer.poll(Duration::ZERO);
+        self.collect_reports(buffer);
         self.producer
             .context()
             .closing
             .store(true, Ordering::Relaxed);
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::ZERO);
+        // Retries that arrived before `closing` are covered by their first sending's track.
+        self.retries.try_iter().for_each(drop);
     }
 }

@@ -1,0 +1,574 @@
+//! The one delivery buffer every networked sink uses, its disk spool, and the one pump/close
+//! loop around them.
+//!
+//! A sink encodes each snapshot into a [`Batch`] of messages (Kafka messages, Graphite lines)
+//! and queues it in its [`DeliveryBuffer`]; its [`Transport`] takes messages from the front as
+//! fast as the destination accepts them. Delivery order is strict, oldest first:
+//!
+//! 1. `active`: retries (messages the destination gave back), the batch delivery has started
+//!    on, a record read back from the spool;
+//! 2. the spool's unread records, oldest first;
+//! 3. `pending`: the newest snapshots, in memory, not started.
+//!
+//! So one series' intervals reach the destination in order, across an outage and a restart.
+//! Transports that acknowledge messages (Kafka) report each one back by its [`Tag`]
+//! ([`DeliveryBuffer::resolve`]); a batch is done when every message is resolved, and only
+//! then is its spool record forgotten.
+//!
+//! Without a spool, the buffer is bounded in bytes (the sink's `buffer_bytes`): when a new
+//! batch does not fit, the oldest whole pending batches are dropped and counted
+//! (`sink_buffer_dropped`, in messages), never a part of one, never one delivery has started
+//! on (no destination sees a torn snapshot); a batch larger than the whole buffer is kept
+//! alone.
+//!
+//! With a spool ([`crate::sink::spool`]) nothing is dropped there: a batch that does not fit
+//! goes to disk instead, and so does every batch — pending, started or handed over but
+//! unacknowledged — still undelivered one `spill_after` (the flush interval) after it was
+//! queued: while the destination is down each snapshot is on disk within one interval of its
+//! flush, and a SIGKILL loses at most the interval in progress. Spilling keeps the file order
+//! equal to the delivery order: before a pending batch goes to disk, everything older does.
+//! At close, whatever is still undelivered goes to the spool and the next start delivers it
+//! first.
+
+mod batch;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub use self::batch::{Batch, MessageRef, Tag};
+use super::spool::{Spool, SpoolSettings, State};
+use super::{Flushed, Sink, SinkCounters, SinkError};
+
+/// Whether a transport can take more now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The batch was taken whole; go on with the next.
+    Done,
+    /// The destination pushes back (or is down): stop until the next pump.
+    Blocked,
+}
+
+/// How a sink's buffer is bounded and backed.
+#[derive(Debug, Clone)]
+pub struct BufferSettings {
+    /// Bytes of undelivered messages held in memory.
+    pub memory_bytes: usize,
+    /// The sink's spool, if configured.
+    pub spool: Option<SpoolSettings>,
+    /// Undelivered batches go to the spool this long after they were queued.
+    pub spill_after: Duration,
+    /// How long close keeps delivering.
+    pub shutdown_timeout: Duration,
+}
+
+impl BufferSettings {
+    /// A memory-only buffer.
+    pub fn memory(memory_bytes: usize, shutdown_timeout: Duration) -> BufferSettings {
+        BufferSettings {
+            memory_bytes,
+            spool: None,
+            spill_after: Duration::from_secs(10),
+            shutdown_timeout,
+        }
+    }
+}
+
+/// A batch that an acknowledging transport has started on, until every message is resolved.
+#[derive(Debug)]
+struct Track {
+    id: u64,
+    resolved: Vec<u64>,
+    unresolved: usize,
+    /// Every message has been handed over.
+    taken: bool,
+    record: Option<super::spool::RecordId>,
+    /// The batch once every message is handed over, kept (with a spool only) until it is on
+    /// disk.
+    data: Option<Batch>,
+    queued: Instant,
+}
+
+impl Track {
+    fn is_resolved(&self, i: usize) -> bool {
+        self.resolved[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// The spool, opened on the sink's own thread at first use (so `--check-config` and start-up
+/// never touch the disk).
+#[derive(Debug)]
+enum SpoolSlot {
+    None,
+    Closed(SpoolSettings),
+    Open(Box<Spool>),
+}
+
+/// A sink's undelivered batches (see the module docs).
+#[derive(Debug)]
+pub struct DeliveryBuffer {
+    name: String,
+    active: VecDeque<Batch>,
+    pending: VecDeque<Batch>,
+    /// Batches with unresolved messages, by id (acknowledging transports only).
+    tracks: VecDeque<Track>,
+    acknowledged: bool,
+    spool: SpoolSlot,
+    spill_after: Duration,
+    /// Waiting bytes of `active` and `pending`.
+    bytes: usize,
+    limit: usize,
+    next_id: u64,
+    counters: Arc<SinkCounters>,
+}
+
+impl DeliveryBuffer {
+    pub fn new(name: &str, settings: &BufferSettings, counters: Arc<SinkCounters>) -> Self {
+        counters
+            .spool_enabled
+            .store(settings.spool.is_some(), Ordering::Relaxed);
+        DeliveryBuffer {
+            name: name.to_string(),
+            active: VecDeque::new(),
+            pending: VecDeque::new(),
+            tracks: VecDeque::new(),
+            acknowledged: false,
+            spool: settings
+                .spool
+                .clone()
+                .map_or(SpoolSlot::None, SpoolSlot::Closed),
+            spill_after: settings.spill_after,
+            bytes: 0,
+            limit: settings.memory_bytes,
+            next_id: 1,
+            counters,
+        }
+    }
+
+    /// The transport reports every message it takes through [`DeliveryBuffer::resolve`].
+    pub fn set_acknowledged(&mut self) {
+        self.acknowledged = true;
+    }
+
+    /// Bytes waiting in memory.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn spool(&mut self) -> Option<&mut Spool> {
+        if let SpoolSlot::Closed(settings) = &self.spool {
+            let spool = Spool::open(&self.name, settings.clone(), Arc::clone(&self.counters));
+            self.spool = SpoolSlot::Open(Box::new(spool));
+        }
+        match &mut self.spool {
+            SpoolSlot::Open(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Queues a snapshot's batch after everything else; what no longer fits in memory goes
+    /// to the spool, or (without one) the oldest whole pending batches are dropped.
+    pub fn push_back(&mut self, mut batch: Batch) {
+        if batch.waiting() == 0 {
+            return;
+        }
+        batch.queued = Some(Instant::now());
+        self.bytes += batch.bytes();
+        self.pending.push_back(batch);
+        while self.bytes > self.limit && self.pending.len() > 1 {
+            self.evict_oldest_pending();
+        }
+        self.publish();
+    }
+
+    /// Queues messages that must go before everything else (retries of earlier ones).
+    pub fn push_front(&mut self, batch: Batch) {
+        if batch.waiting() == 0 {
+            return;
+        }
+        self.bytes += batch.bytes();
+        self.active.push_front(batch);
+    }
+
+    /// The oldest pending batch leaves memory: to the spool, or dropped and counted.
+    fn evict_oldest_pending(&mut self) {
+        if self.spool().is_some() {
+            self.spill_older();
+        }
+        let Some(batch) = self.pending.pop_front() else {
+            return;
+        };
+        self.bytes -= batch.bytes();
+        let spooled = match self.spool() {
+            Some(spool) => spool.append(&batch, |_| true, State::Unread).is_some(),
+            None => false,
+        };
+        if !spooled {
+            let messages = batch.waiting() as u64;
+            SinkCounters::add(&self.counters.buffer_dropped, messages);
+            log::warn!(
+                "sink {}: delivery buffer full ({} bytes): dropped the oldest snapshot \
+                 ({messages} messages)",
+                self.name,
+                self.limit
+            );
+        }
+    }
+
+    /// Writes every batch older than the spool's unread records that is not on disk yet
+    /// (handed over but unacknowledged, or started), so the file order stays the delivery
+    /// order.
+    fn spill_older(&mut self) {
+        self.spill_in_flight(|_| true);
+    }
+
+    /// Spools the batches delivery has started on (or that were handed over) that are not
+    /// on disk and that `due` selects by their queue time.
+    fn spill_in_flight(&mut self, due: impl Fn(Instant) -> bool) {
+        let SpoolSlot::Open(spool) = &mut self.spool else {
+            return;
+        };
+        for track in self.tracks.iter_mut() {
+            let Some(data) = &track.data else { continue };
+            if track.record.is_some() || !due(track.queued) {
+                continue;
+            }
+            let t = &*track;
+            let record = spool.append(data, |i| !t.is_resolved(i), State::Out);
+            track.record = record;
+            if record.is_some() {
+                track.data = None;
+            }
+        }
+        for batch in self.active.iter_mut() {
+            if batch.is_retry() || batch.record.is_some() || !batch.queued.is_some_and(&due) {
+                continue;
+            }
+            let record = match self.tracks.iter().find(|t| t.id == batch.id) {
+                Some(t) => spool.append(batch, |i| !t.is_resolved(i), State::Out),
+                None => spool.append(batch, |i| i >= batch.next_index(), State::Out),
+            };
+            batch.record = record;
+            if let Some(t) = self.tracks.iter_mut().find(|t| t.id == batch.id) {
+                t.record = record;
+            }
+        }
+    }
+
+    /// Spools what has waited `spill_after`: handed over or started first, then pending.
+    fn spill_due(&mut self, now: Instant) {
+        if !matches!(self.spool, SpoolSlot::Open(_)) {
+            return;
+        }
+        let spill_after = self.spill_after;
+        let due = |queued: Instant| now.duration_since(queued) >= spill_after;
+        self.spill_in_flight(due);
+        while self
+            .pending
+            .front()
+            .is_some_and(|b| b.queued.is_some_and(due))
+        {
+            self.evict_oldest_pending();
+        }
+    }
+
+    /// Moves the next batch into `active`: the oldest spooled record, else the oldest
+    /// pending batch. False when there is none.
+    fn refill(&mut self) -> bool {
+        let read = match self.spool() {
+            Some(spool) if spool.has_unread() => spool.read_next(),
+            _ => None,
+        };
+        let batch = match read {
+            Some((record, mut batch)) => {
+                batch.record = Some(record);
+                batch.queued = Some(Instant::now());
+                self.bytes += batch.bytes();
+                batch
+            }
+            None => match self.pending.pop_front() {
+                Some(batch) => batch,
+                None => return false,
+            },
+        };
+        self.activate(batch);
+        true
+    }
+
+    fn activate(&mut self, mut batch: Batch) {
+        batch.id = self.next_id;
+        self.next_id += 1;
+        if self.acknowledged {
+            self.tracks.push_back(Track {
+                id: batch.id,
+                resolved: vec![0; batch.len().div_ceil(64)],
+                unresolved: batch.len(),
+                taken: false,
+                record: batch.record,
+                data: None,
+                queued: batch.queued.unwrap_or_else(Instant::now),
+            });
+        }
+        self.active.push_back(batch);
+    }
+
+    /// Hands batches to `deliver`, oldest first, until it reports [`Flow::Blocked`] or
+    /// nothing is left; then spools what is due.
+    pub fn deliver(&mut self, mut deliver: impl FnMut(&mut Batch) -> Flow) {
+        loop {
+            if self.active.is_empty() && !self.refill() {
+                break;
+            }
+            let front = self.active.front_mut().expect("refilled");
+            let before = front.bytes();
+            let flow = deliver(front);
+            self.bytes -= before - front.bytes();
+            if front.waiting() == 0 {
+                let batch = self.active.pop_front().expect("front");
+                self.taken(batch);
+            }
+            if flow == Flow::Blocked {
+                break;
+            }
+        }
+        // A fresh batch the destination took nothing of stays evictable.
+        if self.active.len() == 1
+            && let Some(front) = self.active.front()
+            && !front.started()
+            && !front.is_retry()
+            && front.record.is_none()
+        {
+            let batch = self.active.pop_front().expect("front");
+            if self.acknowledged {
+                self.tracks.pop_back();
+            }
+            self.pending.push_front(batch);
+        }
+        self.spill_due(Instant::now());
+        self.publish();
+    }
+
+    /// Every message of `batch` has been handed over.
+    fn taken(&mut self, batch: Batch) {
+        if self.acknowledged && !batch.is_retry() {
+            let keep = matches!(self.spool, SpoolSlot::Open(_));
+            if let Some(i) = self.track_index(batch.id) {
+                let track = &mut self.tracks[i];
+                track.taken = true;
+                track.record = track.record.or(batch.record);
+                if track.unresolved == 0 {
+                    self.finish_track(i);
+                } else if keep && track.record.is_none() {
+                    track.data = Some(batch);
+                }
+            }
+            return;
+        }
+        if let Some(record) = batch.record
+            && let SpoolSlot::Open(spool) = &mut self.spool
+        {
+            spool.complete(record);
+        }
+    }
+
+    fn track_index(&self, id: u64) -> Option<usize> {
+        self.tracks.binary_search_by_key(&id, |t| t.id).ok()
+    }
+
+    fn finish_track(&mut self, i: usize) {
+        let track = self.tracks.remove(i).expect("index");
+        if let Some(record) = track.record
+            && let SpoolSlot::Open(spool) = &mut self.spool
+        {
+            spool.complete(record);
+        }
+    }
+
+    /// The destination has acknowledged the message (or failed it permanently: counted by
+    /// the transport, never retried).
+    pub fn resolve(&mut self, tag: Tag) {
+        let Some(i) = self.track_index(tag.batch()) else {
+            return;
+        };
+        let track = &mut self.tracks[i];
+        let (word, bit) = (tag.index() / 64, 1u64 << (tag.index() % 64));
+        if track.resolved.get(word).is_none_or(|w| w & bit != 0) {
+            return;
+        }
+        track.resolved[word] |= bit;
+        track.unresolved -= 1;
+        if track.unresolved == 0 && track.taken {
+            self.finish_track(i);
+        }
+    }
+
+    /// Messages not yet delivered: waiting in memory, handed over but unacknowledged, and
+    /// in the spool's unread records.
+    pub fn undelivered(&self) -> u64 {
+        let (_, memory) = self.accounting();
+        let on_disk = self.on_disk();
+        memory + on_disk
+    }
+
+    /// (messages on disk, messages only in memory) of what is undelivered, not counting the
+    /// spool's unread records.
+    fn accounting(&self) -> (u64, u64) {
+        let (mut disk, mut memory) = (0, 0);
+        let mut add = |on_disk: bool, n: usize| {
+            if on_disk {
+                disk += n as u64;
+            } else {
+                memory += n as u64;
+            }
+        };
+        for b in &self.pending {
+            add(false, b.waiting());
+        }
+        for b in &self.active {
+            // Retries and tracked batches are counted by their tracks.
+            if !b.is_retry() && !self.acknowledged {
+                add(b.record.is_some(), b.waiting());
+            }
+        }
+        for t in &self.tracks {
+            add(t.record.is_some(), t.unresolved);
+        }
+        (disk, memory)
+    }
+
+    /// Undelivered messages on disk: in unread records and in records also held in memory.
+    fn on_disk(&self) -> u64 {
+        let unread = match &self.spool {
+            SpoolSlot::Open(s) => s.unread_messages(),
+            _ => 0,
+        };
+        unread + self.accounting().0
+    }
+
+    /// At close, after the transport gave up: everything undelivered goes to the spool.
+    /// Returns (messages spooled, messages lost).
+    fn spool_everything(&mut self) -> (u64, u64) {
+        if self.spool().is_some() {
+            self.spill_older();
+            while !self.pending.is_empty() {
+                self.evict_oldest_pending();
+            }
+        }
+        self.publish();
+        (self.on_disk(), self.accounting().1)
+    }
+
+    fn publish(&self) {
+        self.counters
+            .buffered_bytes
+            .store(self.bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// How a sink reaches its destination; [`BufferedSink`] drives it.
+pub trait Transport: Send {
+    /// Encodes one flush into messages.
+    fn encode(&mut self, flushed: &Flushed, batch: &mut Batch);
+
+    /// True when the transport reports each message taken as delivered (or failed) through
+    /// [`DeliveryBuffer::resolve`]; otherwise a message taken counts as delivered.
+    fn acknowledges(&self) -> bool {
+        false
+    }
+
+    /// Moves messages from the front of `buffer` to the destination until it pushes back
+    /// (and takes back what the destination returned for retry).
+    fn deliver(&mut self, buffer: &mut DeliveryBuffer);
+
+    /// Waits up to `max` for progress (delivery reports, a reconnect coming due).
+    fn wait(&mut self, max: Duration);
+
+    /// How often to pump while no flush arrives.
+    fn poll_interval(&self) -> Duration;
+
+    /// Close gave up: take back what the destination has not confirmed (its delivery
+    /// reports no longer count) so the buffer can spool it.
+    fn abandon(&mut self, _buffer: &mut DeliveryBuffer) {}
+}
+
+/// A [`Sink`] made of a transport and a delivery buffer.
+pub struct BufferedSink<T: Transport> {
+    transport: T,
+    buffer: DeliveryBuffer,
+    shutdown_timeout: Duration,
+}
+
+impl<T: Transport> BufferedSink<T> {
+    /// A sink named `name`.
+    pub fn new(
+        name: &str,
+        transport: T,
+        settings: &BufferSettings,
+        counters: Arc<SinkCounters>,
+    ) -> BufferedSink<T> {
+        let mut buffer = DeliveryBuffer::new(name, settings, counters);
+        if transport.acknowledges() {
+            buffer.set_acknowledged();
+        }
+        BufferedSink {
+            transport,
+            buffer,
+            shutdown_timeout: settings.shutdown_timeout,
+        }
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+}
+
+impl<T: Transport> Sink for BufferedSink<T> {
+    fn send(&mut self, flushed: &Flushed) -> Result<(), SinkError> {
+        let mut batch = Batch::default();
+        self.transport.encode(flushed, &mut batch);
+        batch.set_flushed_ms(flushed.snapshot.timestamp_ms);
+        self.buffer.push_back(batch);
+        self.transport.deliver(&mut self.buffer);
+        Ok(())
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(self.transport.poll_interval())
+    }
+
+    fn poll(&mut self) {
+        self.transport.deliver(&mut self.buffer);
+    }
+
+    /// Delivers within the shutdown timeout; then what is left goes to the spool (logged:
+    /// "spooled N messages"), and only what could not be spooled is undelivered.
+    fn close(&mut self) -> u64 {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        loop {
+            self.transport.deliver(&mut self.buffer);
+            let now = Instant::now();
+            if self.buffer.undelivered() == 0 || now >= deadline {
+                break;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            self.transport.wait(wait);
+        }
+        self.transport.abandon(&mut self.buffer);
+        let (spooled, lost) = self.buffer.spool_everything();
+        if spooled > 0 {
+            self.buffer
+                .counters
+                .spooled_at_close
+                .store(spooled, Ordering::Relaxed);
+            log::warn!(
+                "spooled {spooled} messages for sink {}; the next start delivers them first",
+                self.buffer.name
+            );
+        }
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests;
