@@ -47,6 +47,7 @@
 //! | `sink_write_errors` | counter | `sink` | non-zero | snapshots a sink could not write at all (console: stdout failed) |
 //! | `sink_spool_bytes` | gauge | `sink` | always (with a spool) | bytes of the sink's spool segments on disk |
 //! | `sink_spool_records` | gauge | `sink` | always (with a spool) | spooled snapshots not yet delivered |
+//! | `sink_spool_messages` | gauge | `sink` | always (with a spool) | messages in them |
 //! | `sink_spool_oldest_age_seconds` | gauge | `sink` | always (with a spool) | age of the oldest undelivered spooled snapshot (0: none) |
 //! | `sink_spool_written` | counter | `sink` | non-zero | snapshots written to the spool |
 //! | `sink_spool_replayed` | counter | `sink` | non-zero | spooled snapshots read back for delivery |
@@ -225,6 +226,7 @@ pub struct SinkCounters {
     pub spool_enabled: std::sync::atomic::AtomicBool,
     pub spool_bytes: AtomicU64,
     pub spool_records: AtomicU64,
+    pub spool_messages: AtomicU64,
     /// Flush time (ms since the epoch) of the oldest undelivered spooled snapshot; 0: none.
     pub spool_oldest_ms: AtomicU64,
     pub spool_written: AtomicU64,
@@ -252,6 +254,7 @@ pub struct SinkTotals {
     pub spool_enabled: bool,
     pub spool_bytes: u64,
     pub spool_records: u64,
+    pub spool_messages: u64,
     pub spool_oldest_ms: u64,
     pub spool_written: u64,
     pub spool_replayed: u64,
@@ -278,6 +281,7 @@ impl SinkCounters {
             spool_enabled: self.spool_enabled.load(Ordering::Relaxed),
             spool_bytes: get(&self.spool_bytes),
             spool_records: get(&self.spool_records),
+            spool_messages: get(&self.spool_messages),
             spool_oldest_ms: get(&self.spool_oldest_ms),
             spool_written: get(&self.spool_written),
             spool_replayed: get(&self.spool_replayed),
@@ -447,12 +451,10 @@ pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
         if now.spool_enabled {
             let gauge = |v: u64| StatValue::Gauge(v as f64);
             push("sink_spool_bytes", &tags, gauge(now.spool_bytes), Always);
-            push(
-                "sink_spool_records",
-                &tags,
-                gauge(now.spool_records),
-                Always,
-            );
+            let records = gauge(now.spool_records);
+            push("sink_spool_records", &tags, records, Always);
+            let messages = gauge(now.spool_messages);
+            push("sink_spool_messages", &tags, messages, Always);
             let age = match now.spool_oldest_ms {
                 0 => 0.0,
                 oldest => (facts.now_ms.saturating_sub(oldest)) as f64 / 1000.0,

@@ -223,6 +223,12 @@ impl Daemon {
         kill(Pid::from_raw(pid as i32), signal).unwrap();
     }
 
+    /// SIGKILL (a crash), wait for exit, collect output.
+    pub fn kill9(mut self) -> Output {
+        self.signal(Signal::SIGKILL);
+        self.wait()
+    }
+
     /// SIGTERM, wait for exit, collect output.
     pub fn stop(mut self) -> Output {
         self.signal(Signal::SIGTERM);
@@ -333,4 +339,53 @@ impl Drop for ConfigFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// A per-test directory, removed (with its contents) when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("rstatsd-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls the daemon's `/metrics` until `metric` (a full Prometheus series name with its
+/// labels, e.g. `rstatsd_sink_spool_records{sink="kafka"}`) satisfies `ok`; returns its value.
+pub fn wait_metric(d: &Daemon, metric: &str, timeout: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        last = metric_value(d, metric).or(last);
+        if let Some(v) = last
+            && ok(v)
+        {
+            return v;
+        }
+        if std::time::Instant::now() >= deadline {
+            let (_, body) = http(d.http.expect("http endpoint"), "GET", "/metrics");
+            panic!("{metric} never reached the expected value (last: {last:?}); /metrics:\n{body}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The current value of one `/metrics` series, if present.
+pub fn metric_value(d: &Daemon, metric: &str) -> Option<f64> {
+    let (_, body) = http(d.http.expect("http endpoint"), "GET", "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
 }

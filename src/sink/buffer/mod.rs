@@ -177,7 +177,9 @@ impl DeliveryBuffer {
         self.bytes += batch.bytes();
         self.pending.push_back(batch);
         while self.bytes > self.limit && self.pending.len() > 1 {
-            self.evict_oldest_pending();
+            if !self.spill_oldest_pending() {
+                self.drop_oldest_pending();
+            }
         }
         self.publish();
     }
@@ -191,20 +193,29 @@ impl DeliveryBuffer {
         self.active.push_front(batch);
     }
 
-    /// The oldest pending batch leaves memory: to the spool, or dropped and counted.
-    fn evict_oldest_pending(&mut self) {
-        if self.spool().is_some() {
-            self.spill_older();
+    /// Moves the oldest pending batch to the spool (everything older first); false when
+    /// there is no spool or it cannot take it now (the batch stays).
+    fn spill_oldest_pending(&mut self) -> bool {
+        if self.pending.is_empty() || self.spool().is_none() {
+            return false;
         }
-        let Some(batch) = self.pending.pop_front() else {
-            return;
+        self.spill_older();
+        let (Some(batch), SpoolSlot::Open(spool)) = (self.pending.front(), &mut self.spool) else {
+            return false;
         };
+        if spool.append(batch, |_| true, State::Unread).is_none() {
+            return false;
+        }
+        let batch = self.pending.pop_front().expect("front");
         self.bytes -= batch.bytes();
-        let spooled = match self.spool() {
-            Some(spool) => spool.append(&batch, |_| true, State::Unread).is_some(),
-            None => false,
-        };
-        if !spooled {
+        true
+    }
+
+    /// The oldest pending batch is dropped and counted: memory is full and the spool (if
+    /// any) cannot take it.
+    fn drop_oldest_pending(&mut self) {
+        if let Some(batch) = self.pending.pop_front() {
+            self.bytes -= batch.bytes();
             let messages = batch.waiting() as u64;
             SinkCounters::add(&self.counters.buffer_dropped, messages);
             log::warn!(
@@ -269,7 +280,9 @@ impl DeliveryBuffer {
             .front()
             .is_some_and(|b| b.queued.is_some_and(due))
         {
-            self.evict_oldest_pending();
+            if !self.spill_oldest_pending() {
+                break;
+            }
         }
     }
 
@@ -451,9 +464,7 @@ impl DeliveryBuffer {
     fn spool_everything(&mut self) -> (u64, u64) {
         if self.spool().is_some() {
             self.spill_older();
-            while !self.pending.is_empty() {
-                self.evict_oldest_pending();
-            }
+            while self.spill_oldest_pending() {}
         }
         self.publish();
         (self.on_disk(), self.accounting().1)

@@ -37,6 +37,7 @@ struct DeliveryContext {
     /// Set once shutdown gave up: purged messages stay unresolved (the buffer spools them).
     closing: AtomicBool,
     failures: parking_lot::Mutex<RateLimit>,
+    errors: parking_lot::Mutex<RateLimit>,
 }
 
 impl ClientContext for DeliveryContext {
@@ -49,7 +50,13 @@ impl ClientContext for DeliveryContext {
         ) {
             SinkCounters::add(&self.counters.connection_errors, 1);
         }
-        log::warn!("sink {}: librdkafka: {error}: {reason}", self.name);
+        if let Some(suppressed) = self.errors.lock().allow() {
+            log::warn!(
+                "sink {}: librdkafka: {error}: {reason} ({suppressed} more librdkafka errors \
+                 since the last report)",
+                self.name
+            );
+        }
     }
 }
 
@@ -141,6 +148,7 @@ impl KafkaTransport {
             retries: retry_tx,
             closing: AtomicBool::new(false),
             failures: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
+            errors: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
         };
         let producer: BaseProducer<DeliveryContext> =
             client.create_with_context(context).map_err(|e| match &e {
@@ -218,7 +226,10 @@ impl Transport for KafkaTransport {
     }
 
     fn deliver(&mut self, buffer: &mut DeliveryBuffer) {
-        self.producer.poll(Duration::ZERO);
+        // `poll(0)` serves at most one event; during an outage librdkafka queues error
+        // events faster than that, and delivery reports would wait behind them. A bounded
+        // poll serves every queued event.
+        self.producer.poll(Duration::from_millis(1));
         self.collect_reports(buffer);
         let mut refused = Vec::new();
         buffer.deliver(|batch| self.produce(batch, &mut refused));

@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -152,8 +152,9 @@ struct Segment {
     path: PathBuf,
     bytes: u64,
     records: Vec<Record>,
-    /// Records not yet [`State::Done`].
+    /// Records not yet [`State::Done`], and the messages in them.
     live: usize,
+    live_messages: u64,
     /// Records before this index are not [`State::Unread`].
     cursor: usize,
 }
@@ -178,7 +179,13 @@ pub struct Spool {
     scratch: Vec<u8>,
     counters: Arc<SinkCounters>,
     errors: RateLimit,
+    /// After a failed write, appends are refused without trying until then: a full disk
+    /// is not hammered (nor counted) on every pump.
+    retry_at: Option<Instant>,
 }
+
+/// How long appends pause after a failed write.
+const WRITE_RETRY: Duration = Duration::from_secs(5);
 
 const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -198,6 +205,7 @@ impl Spool {
             scratch: Vec::new(),
             counters,
             errors: RateLimit::new(Duration::from_secs(10)),
+            retry_at: None,
         };
         if let Err(e) = spool.recover() {
             spool.write_error(&format!("cannot open {}", spool.settings.dir.display()), &e);
@@ -300,6 +308,7 @@ impl Spool {
             path,
             bytes,
             live: scan.records.len(),
+            live_messages: scan.records.iter().map(|r| u64::from(r.messages)).sum(),
             records: scan
                 .records
                 .into_iter()
@@ -347,6 +356,9 @@ impl Spool {
         keep: impl Fn(usize) -> bool,
         state: State,
     ) -> Option<RecordId> {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let messages = record::encode(batch, keep, &mut scratch);
@@ -385,6 +397,7 @@ impl Spool {
                 debug_assert_eq!(segment.seq, seq);
                 segment.bytes += len;
                 segment.live += 1;
+                segment.live_messages += u64::from(messages);
                 let index = segment.records.len() as u32;
                 if state != State::Unread && segment.cursor == segment.records.len() {
                     segment.cursor += 1;
@@ -409,6 +422,7 @@ impl Spool {
                 // A part may have reached the file: this segment takes no more appends (a
                 // later scan truncates the torn tail).
                 self.writer = None;
+                self.retry_at = Some(Instant::now() + WRITE_RETRY);
                 let dir = self.settings.dir.display().to_string();
                 self.write_error(&format!("cannot write to {dir}"), &e);
                 None
@@ -457,6 +471,7 @@ impl Spool {
             bytes: SEGMENT_HEADER_BYTES as u64,
             records: Vec::new(),
             live: 0,
+            live_messages: 0,
             cursor: 0,
         });
         self.writer = Some(Writer { seq, file });
@@ -557,6 +572,7 @@ impl Spool {
         }
         record.state = State::Done;
         segment.live -= 1;
+        segment.live_messages -= u64::from(record.info.messages);
         if segment.live == 0 {
             let segment = self.segments.remove(i).expect("found above");
             if self.writer.as_ref().is_some_and(|w| w.seq == segment.seq) {
@@ -590,6 +606,8 @@ impl Spool {
         c.spool_bytes.store(self.bytes, Relaxed);
         let live = self.segments.iter().map(|s| s.live as u64).sum();
         c.spool_records.store(live, Relaxed);
+        let messages = self.segments.iter().map(|s| s.live_messages).sum::<u64>();
+        c.spool_messages.store(messages, Relaxed);
         // Segments are in flush order, so the oldest record is in the first live one.
         let oldest = self
             .segments
