@@ -136,7 +136,7 @@ fn a_kafka_outage_longer_than_the_memory_buffer_loses_and_duplicates_nothing() {
         assert_eq!(values.iter().sum::<f64>(), 21.0, "{name}: {values:?}");
     }
     assert!(
-        std::fs::read_dir(&spool.0.join("kafka"))
+        std::fs::read_dir(spool.0.join("kafka"))
             .unwrap()
             .next()
             .is_none()
