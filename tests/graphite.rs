@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{ConfigFile, Daemon, sender};
+use common::{ConfigFile, Daemon, TempDir, sender, wait_metric};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// What [`Carbon`] reports when a connection ends.
+const EOF: &str = "<eof>";
 
 /// A plaintext carbon receiver: accepts connections and forwards every line it reads.
 struct Carbon {
@@ -44,6 +47,8 @@ impl Carbon {
                     for line in BufReader::new(stream).lines().map_while(Result::ok) {
                         let _ = tx.send(line);
                     }
+                    // The connection is finished: everything it carried has been sent.
+                    let _ = tx.send(EOF.to_string());
                 });
             }
         });
@@ -281,4 +286,80 @@ fn a_carbon_restart_loses_and_duplicates_nothing() {
     let expected: Vec<u64> = (first..first + stamps.len() as u64).collect();
     assert_eq!(stamps, expected, "{got:?}");
     assert!(stamps.len() >= 4, "{got:?}");
+}
+
+#[test]
+fn carbon_down_beyond_the_memory_buffer_with_a_spool_loses_and_duplicates_nothing() {
+    let mut carbon = Carbon::start(0);
+    let port = carbon.addr.port();
+    carbon.kill();
+    let spool = TempDir::new("graphite-spool");
+    // 4 KiB of memory: each snapshot (50 counters, 100 lines) is larger than that.
+    let config = ConfigFile::new(
+        "graphite-spool",
+        &format!(
+            "[sinks.graphite]\ntype = \"graphite\"\ndestinations = [\"127.0.0.1:{port}\"]\n\
+             buffer_bytes = 4096\nreconnect_min_ms = 20\nreconnect_max_ms = 100\n\
+             [sinks.console]\ntype = \"console\"\n"
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config",
+        config.path(),
+        "--flush-interval-ms",
+        "300",
+        "--no-stats",
+        "--spool-dir",
+        spool.path(),
+    ]);
+    let s = sender(d.statsd.unwrap());
+    let round = |n: u32| {
+        let lines: Vec<String> = (0..50).map(|i| format!("g.k{i}:{n}|c")).collect();
+        d.send_statsd(&s, lines.join("\n").as_bytes());
+        // The console sink shows when the flush carrying the round has happened.
+        d.wait_record(WAIT, |r| {
+            r["name"] == "g.k49" && r["values"]["count"] == f64::from(n)
+        });
+    };
+    for n in 1..=5 {
+        round(n);
+    }
+    let sink = "{sink=\"graphite/127.0.0.1:PORT\"}".replace("PORT", &port.to_string());
+    wait_metric(
+        &d,
+        &format!("rstatsd_sink_spool_records{sink}"),
+        WAIT,
+        |v| v >= 4.0,
+    );
+    let carbon = Carbon::start(port);
+    round(6);
+    wait_metric(
+        &d,
+        &format!("rstatsd_sink_spool_records{sink}"),
+        WAIT,
+        |v| v == 0.0,
+    );
+    d.stop().assert_clean_stop();
+    let mut got = carbon.lines_until(EOF);
+    got.pop();
+    let counts: Vec<(u32, u32)> = got
+        .iter()
+        .filter_map(|l| l.strip_prefix("stats_counts.g.k"))
+        .map(|l| {
+            let mut f = l.split(' ');
+            (
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    // Every round's line of every key, once, and each key's rounds in order.
+    for key in 0..50 {
+        let rounds: Vec<u32> = counts
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(rounds, [1, 2, 3, 4, 5, 6], "key {key}");
+    }
 }
