@@ -59,6 +59,11 @@ fn invalid_value() {
     );
     let e = config_error("addr", "[statsd]\nlisten = [\"localhost\"]\n");
     assert!(e.contains("key `statsd.listen[0]`"), "{e}");
+    let e = config_error("spool", "[spool]\ndir = \"/tmp/s\"\nmax_bytes = 4096\n");
+    assert!(
+        e.contains("key `spool.max_bytes`: must be at least 1048576"),
+        "{e}"
+    );
     let e = config_error("limit", "[limits]\nmax_tags = 0\n");
     assert!(
         e.contains("key `limits.max_tags`: must be at least 1"),

@@ -102,3 +102,76 @@ fn python_readers_decode_what_rstatsd_writes() {
         .collect();
     assert_eq!(theirs, hll.to_datasketches()[40..]);
 }
+
+#[test]
+fn the_python_spool_reader_reads_what_rstatsd_spools() {
+    use std::sync::Arc;
+
+    use rstatsd::sink::SinkCounters;
+    use rstatsd::sink::buffer::Batch;
+    use rstatsd::sink::spool::{Spool, SpoolSettings, State};
+
+    let dir = std::env::temp_dir().join(format!("rstatsd-readers-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let settings = SpoolSettings {
+        dir: dir.clone(),
+        max_bytes: 1 << 30,
+        segment_bytes: 16 << 20,
+    };
+    let mut spool = Spool::open("kafka", settings, Arc::new(SinkCounters::default()));
+    let mut kafka = Batch::default();
+    kafka.push(
+        Some(Arc::from("metrics")),
+        Some(b"api.hits"),
+        b"{\"value\":3}",
+    );
+    kafka.push(Some(Arc::from("metrics.timer")), None, b"\xff\x00binary");
+    kafka.set_flushed_ms(1_795_323_600_000);
+    let mut graphite = Batch::default();
+    graphite.push(None, None, b"stats_counts.api.hits 3 1795323610\n");
+    graphite.set_flushed_ms(1_795_323_610_000);
+    spool.append(&kafka, |_| true, State::Unread).unwrap();
+    spool.append(&graphite, |_| true, State::Unread).unwrap();
+    drop(spool);
+    let segment = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/spool_dump.py"))
+        .arg(&segment)
+        .output()
+        .expect("python3");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "tools/spool_dump.py failed (tools/test.sh installs crc32c): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let strip = |mut r: serde_json::Value| {
+        r.as_object_mut().unwrap().remove("segment");
+        r
+    };
+    let got: Vec<serde_json::Value> = records.into_iter().map(strip).collect();
+    assert_eq!(
+        got,
+        [
+            serde_json::json!({"offset": 12, "flushed_ms": 1_795_323_600_000u64, "messages": [
+                {"topic": "metrics", "key": "api.hits", "payload": "{\"value\":3}"},
+                {"topic": "metrics.timer", "key": null, "payload_b64": "/wBiaW5hcnk="},
+            ]}),
+            serde_json::json!({"offset": got[1]["offset"], "flushed_ms": 1_795_323_610_000u64,
+                "messages": [
+                {"topic": null, "key": null, "payload": "stats_counts.api.hits 3 1795323610\n"},
+            ]}),
+        ]
+    );
+    assert!(got[1]["offset"].as_u64().unwrap() > 12);
+}

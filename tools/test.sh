@@ -27,10 +27,10 @@ for component in rustfmt clippy; do
 done
 
 # The third-party readers of what rstatsd writes (tests/readers.rs): DataDog's ddsketch with
-# its protobuf reader, and Apache DataSketches.
-if ! python3 -c 'import ddsketch.pb.proto, datasketches' 2>/dev/null; then
-    echo "==> installing the Python readers (ddsketch, datasketches)"
-    readers=("ddsketch[serialization]==3.0.1" "datasketches==5.2.0")
+# its protobuf reader, Apache DataSketches, and crc32c for tools/spool_dump.py.
+if ! python3 -c 'import ddsketch.pb.proto, datasketches, crc32c' 2>/dev/null; then
+    echo "==> installing the Python readers (ddsketch, datasketches, crc32c)"
+    readers=("ddsketch[serialization]==3.0.1" "datasketches==5.2.0" "crc32c==2.7.1")
     pip=(python3 -m pip install --quiet --disable-pip-version-check)
     # Debian's own python3 is "externally managed" (PEP 668): install for the user there.
     "${pip[@]}" "${readers[@]}" 2>/dev/null ||
