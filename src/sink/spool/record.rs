@@ -162,7 +162,7 @@ fn walk<'a>(
     (at == body.len()).then_some((flushed_ms, count))
 }
 
-/// Decodes a whole record (as [`check`] accepted it, or as read back from disk) into a
+/// Decodes a whole record (as a scan accepted it, read back from disk) into a
 /// batch; `None` when it fails its checks.
 pub fn decode(record: &[u8]) -> Option<Batch> {
     check(record, 0).ok()?;
