@@ -126,6 +126,7 @@ fn the_python_spool_reader_reads_what_rstatsd_spools() {
         b"{\"value\":3}",
     );
     kafka.push(Some(Arc::from("metrics.timer")), None, b"\xff\x00binary");
+    kafka.set_partition(3);
     kafka.set_flushed_ms(1_795_323_600_000);
     let mut graphite = Batch::default();
     graphite.push(None, None, b"stats_counts.api.hits 3 1795323610\n");
@@ -164,12 +165,15 @@ fn the_python_spool_reader_reads_what_rstatsd_spools() {
         got,
         [
             serde_json::json!({"offset": 12, "flushed_ms": 1_795_323_600_000u64, "messages": [
-                {"topic": "metrics", "key": "api.hits", "payload": "{\"value\":3}"},
-                {"topic": "metrics.timer", "key": null, "payload_b64": "/wBiaW5hcnk="},
+                {"topic": "metrics", "partition": null, "key": "api.hits",
+                 "payload": "{\"value\":3}"},
+                {"topic": "metrics.timer", "partition": 3, "key": null,
+                 "payload_b64": "/wBiaW5hcnk="},
             ]}),
             serde_json::json!({"offset": got[1]["offset"], "flushed_ms": 1_795_323_610_000u64,
                 "messages": [
-                {"topic": null, "key": null, "payload": "stats_counts.api.hits 3 1795323610\n"},
+                {"topic": null, "partition": null, "key": null,
+                 "payload": "stats_counts.api.hits 3 1795323610\n"},
             ]}),
         ]
     );

@@ -4,8 +4,8 @@ lines, checking every record's CRC32C with the `crc32c` package (pip install crc
 
     python3 tools/spool_dump.py /var/lib/rstatsd/spool/kafka/*.seg
 
-One line per record: {"segment", "offset", "flushed_ms", "messages": [{"topic", "key",
-"payload"}]} (key and payload as UTF-8 text, or base64 under "key_b64"/"payload_b64");
+One line per record: {"segment", "offset", "flushed_ms", "messages": [{"topic",
+"partition", "key", "payload"}]} (key and payload as UTF-8 text, or base64 under "key_b64"/"payload_b64");
 a damaged record is reported as {"segment", "offset", "error"} and the scan stops there.
 """
 import base64
@@ -55,6 +55,9 @@ def records(path):
             if topic_len != 0xFFFF:
                 message["topic"] = body[pos:pos + topic_len].decode("utf-8")
                 pos += topic_len
+            (partition,) = struct.unpack_from("<i", body, pos)
+            pos += 4
+            message["partition"] = None if partition == -1 else partition
             (key_len,) = struct.unpack_from("<I", body, pos)
             pos += 4
             if key_len == 0xFFFFFFFF:

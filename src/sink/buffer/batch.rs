@@ -34,6 +34,8 @@ struct Message {
     topic: Option<Arc<str>>,
     key: Option<Range<usize>>,
     payload: Range<usize>,
+    /// A Kafka partition chosen by the encoder (none: the producer's partitioner decides).
+    partition: Option<i32>,
     /// The tag of a retried message's first sending.
     retry_of: Option<Tag>,
 }
@@ -44,6 +46,7 @@ pub struct MessageRef<'a> {
     pub topic: Option<&'a Arc<str>>,
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
+    pub partition: Option<i32>,
     /// What its delivery report must name (see [`super::DeliveryBuffer::resolve`]).
     pub tag: Tag,
 }
@@ -88,6 +91,7 @@ impl Batch {
             topic,
             key,
             payload: start..self.data.len(),
+            partition: None,
             retry_of: None,
         };
         self.bytes += message_bytes(&message);
@@ -99,16 +103,21 @@ impl Batch {
         self.push_with(topic, key, |data| data.extend_from_slice(payload));
     }
 
-    /// Appends a message given back for retry, keeping the tag of its first sending.
-    pub fn push_retry(
-        &mut self,
-        tag: Tag,
-        topic: Option<Arc<str>>,
-        key: Option<&[u8]>,
-        payload: &[u8],
-    ) {
-        self.push(topic, key, payload);
-        self.messages.last_mut().expect("pushed above").retry_of = Some(tag);
+    /// Sends the message pushed last to `partition` (encoders that route messages
+    /// themselves).
+    pub fn set_partition(&mut self, partition: i32) {
+        if let Some(m) = self.messages.last_mut() {
+            m.partition = Some(partition);
+        }
+    }
+
+    /// Appends a message given back for retry, keeping its partition and the tag of its
+    /// first sending.
+    pub fn push_retry(&mut self, tag: Tag, message: MessageRef<'_>) {
+        self.push(message.topic.cloned(), message.key, message.payload);
+        let m = self.messages.last_mut().expect("pushed above");
+        m.partition = message.partition;
+        m.retry_of = Some(tag);
     }
 
     /// True for a batch of retries (its messages belong to earlier batches).
@@ -160,6 +169,7 @@ impl Batch {
             topic: m.topic.as_ref(),
             key: m.key.clone().map(|k| &self.data[k]),
             payload: &self.data[m.payload.clone()],
+            partition: m.partition,
             tag: m.retry_of.unwrap_or(Tag::new(self.id, i)),
         }
     }
@@ -236,14 +246,19 @@ mod tests {
     fn tags_name_the_batch_and_the_index_and_retries_keep_theirs() {
         let mut b = Batch::default();
         b.push(None, None, b"x");
+        b.set_partition(5);
         b.push(None, None, b"y");
         b.id = 7;
         assert_eq!(b.message(1).tag, Tag::new(7, 1));
         assert_eq!((Tag::new(7, 1).batch(), Tag::new(7, 1).index()), (7, 1));
         let mut r = Batch::default();
-        r.push_retry(Tag::new(3, 9), None, None, b"z");
+        r.push_retry(Tag::new(3, 9), b.message(0));
         r.id = 8;
         assert!(r.is_retry() && !b.is_retry());
         assert_eq!(r.message(0).tag, Tag::new(3, 9));
+        assert_eq!(
+            (r.message(0).partition, b.message(1).partition),
+            (Some(5), None)
+        );
     }
 }

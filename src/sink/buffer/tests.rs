@@ -75,7 +75,14 @@ fn acknowledged_batches_stay_undelivered_until_every_message_is_resolved() {
     assert_eq!(buffer.undelivered(), 1, "a report counts once");
     // A retry of `a` keeps its tag and resolves the original.
     let mut retry = Batch::default();
-    retry.push_retry(tags[0], None, None, b"a");
+    let first = MessageRef {
+        topic: None,
+        key: None,
+        payload: b"a",
+        partition: None,
+        tag: tags[0],
+    };
+    retry.push_retry(tags[0], first);
     buffer.push_front(retry);
     let mut again = Vec::new();
     buffer.deliver(|b| {

@@ -15,12 +15,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, Pur
 use super::KafkaConfig;
 use super::encode::BatchEncoder;
 use crate::logging::RateLimit;
-use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, Tag, Transport};
+use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, MessageRef, Tag, Transport};
 use crate::sink::{ConfigError, Flushed, SinkCounters};
 
 /// A message handed back by a failed delivery, to retry.
 struct Retry {
     tag: Tag,
+    partition: i32,
     topic: String,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
@@ -81,6 +82,7 @@ impl ProducerContext for DeliveryContext {
             SinkCounters::add(&self.counters.retried, 1);
             let _ = self.retries.send(Retry {
                 tag,
+                partition: msg.partition(),
                 topic: msg.topic().to_string(),
                 key: msg.key().map(<[u8]>::to_vec),
                 payload: msg.payload().unwrap_or_default().to_vec(),
@@ -184,6 +186,9 @@ impl KafkaTransport {
             if let Some(k) = msg.key {
                 record = record.key(k);
             }
+            if let Some(p) = msg.partition {
+                record = record.partition(p);
+            }
             match self.producer.send(record) {
                 Ok(()) => {}
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -208,8 +213,16 @@ impl KafkaTransport {
         }
         let mut retried = Batch::default();
         for r in self.retries.try_iter() {
-            let topic = Some(Arc::from(r.topic.as_str()));
-            retried.push_retry(r.tag, topic, r.key.as_deref(), &r.payload);
+            let topic: Arc<str> = Arc::from(r.topic.as_str());
+            let message = MessageRef {
+                topic: Some(&topic),
+                key: r.key.as_deref(),
+                payload: &r.payload,
+                // Where it went before: a retry keeps its place in its partition's order.
+                partition: Some(r.partition),
+                tag: r.tag,
+            };
+            retried.push_retry(r.tag, message);
         }
         // Retries are the oldest data: they go first.
         buffer.push_front(retried);

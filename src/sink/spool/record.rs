@@ -23,6 +23,7 @@ pub const RECORD_HEADER_BYTES: usize = 13;
 const RECORD_VERSION: u8 = 1;
 const NO_TOPIC: u16 = u16::MAX;
 const NO_KEY: u32 = u32::MAX;
+const NO_PARTITION: i32 = -1;
 
 /// The segment file header.
 pub fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
@@ -58,6 +59,7 @@ pub fn encode(batch: &Batch, keep: impl Fn(usize) -> bool, out: &mut Vec<u8>) ->
             }
             None => out.extend_from_slice(&NO_TOPIC.to_le_bytes()),
         }
+        out.extend_from_slice(&m.partition.unwrap_or(NO_PARTITION).to_le_bytes());
         match m.key {
             Some(k) => {
                 out.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -121,7 +123,7 @@ fn check(data: &[u8], offset: usize) -> Result<RecordInfo, Bad> {
     if checksum(&header[4..8], &data[offset + 12..end]) != crc || header[12] != RECORD_VERSION {
         return Err(Bad::Corrupt);
     }
-    let (flushed_ms, messages) = walk(body, |_, _, _| {}).ok_or(Bad::Corrupt)?;
+    let (flushed_ms, messages) = walk(body, |_, _, _, _| {}).ok_or(Bad::Corrupt)?;
     Ok(RecordInfo {
         offset: offset as u64,
         len: (end - offset) as u32,
@@ -134,7 +136,7 @@ fn check(data: &[u8], offset: usize) -> Result<RecordInfo, Bad> {
 /// is not well formed.
 fn walk<'a>(
     body: &'a [u8],
-    mut each: impl FnMut(Option<&'a str>, Option<&'a [u8]>, &'a [u8]),
+    mut each: impl FnMut(Option<&'a str>, Option<i32>, Option<&'a [u8]>, &'a [u8]),
 ) -> Option<(u64, u32)> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Option<&'a [u8]> {
@@ -150,6 +152,11 @@ fn walk<'a>(
             NO_TOPIC => None,
             n => Some(std::str::from_utf8(take(usize::from(n))?).ok()?),
         };
+        let partition = match i32::from_le_bytes(take(4)?.try_into().ok()?) {
+            NO_PARTITION => None,
+            p if p >= 0 => Some(p),
+            _ => return None,
+        };
         let key_len = u32::from_le_bytes(take(4)?.try_into().ok()?);
         let key = match key_len {
             NO_KEY => None,
@@ -157,7 +164,7 @@ fn walk<'a>(
         };
         let payload_len = u32::from_le_bytes(take(4)?.try_into().ok()?);
         let payload = take(payload_len as usize)?;
-        each(topic, key, payload);
+        each(topic, partition, key, payload);
     }
     (at == body.len()).then_some((flushed_ms, count))
 }
@@ -168,10 +175,16 @@ pub fn decode(record: &[u8]) -> Option<Batch> {
     check(record, 0).ok()?;
     let mut topics: HashMap<&str, Arc<str>> = HashMap::new();
     let mut batch = Batch::default();
-    let (flushed_ms, _) = walk(&record[RECORD_HEADER_BYTES..], |topic, key, payload| {
-        let topic = topic.map(|t| Arc::clone(topics.entry(t).or_insert_with(|| Arc::from(t))));
-        batch.push(topic, key, payload);
-    })?;
+    let (flushed_ms, _) = walk(
+        &record[RECORD_HEADER_BYTES..],
+        |topic, partition, key, payload| {
+            let topic = topic.map(|t| Arc::clone(topics.entry(t).or_insert_with(|| Arc::from(t))));
+            batch.push(topic, key, payload);
+            if let Some(p) = partition {
+                batch.set_partition(p);
+            }
+        },
+    )?;
     batch.set_flushed_ms(flushed_ms);
     Some(batch)
 }
@@ -280,10 +293,16 @@ mod tests {
                 (Some("metrics"), None, "x"),
             ],
         );
+        let mut b = b;
+        b.set_partition(7);
         let mut out = Vec::new();
         assert_eq!(encode(&b, |i| i != 1, &mut out), 2);
         let back = decode(&out).unwrap();
         assert_eq!(back.flushed_ms(), 1_795_323_600_000);
+        assert_eq!(
+            (back.message(0).partition, back.message(1).partition),
+            (None, Some(7))
+        );
         assert_eq!(
             messages(&back),
             vec![
