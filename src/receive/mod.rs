@@ -347,8 +347,7 @@ impl ReceiverThread {
     /// Takes the table and counters, leaving empty ones sized like the last interval.
     fn harvest(&mut self) -> Harvest {
         let state = &mut self.state;
-        let capacity_hint = state.table.len();
-        let fresh = Table::with_capacity(capacity_hint, self.settings.bounds);
+        let fresh = state.table.sized_like();
         let table = std::mem::replace(&mut state.table, fresh);
         state.generation = state.generation.wrapping_add(1);
         let mut stats = std::mem::take(&mut state.stats);
