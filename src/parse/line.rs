@@ -107,12 +107,20 @@ impl LineParser {
             return None;
         }
         let value_start = colon + 1;
-        let bar = value_start
-            + bytes[value_start..]
-                .iter()
-                .position(|&b| matches!(b, b'|' | b':' | b'\n'))?;
-        if bytes[bar] != b'|' {
-            return None;
+        // Find the value's end and, on the way, read it as an integer when it is one (most
+        // are: `1`, `250`).
+        let mut bar = value_start;
+        let (mut integer, mut digits_only) = (0u64, true);
+        loop {
+            match *bytes.get(bar)? {
+                b'|' => break,
+                b':' | b'\n' => return None,
+                d @ b'0'..=b'9' => {
+                    integer = integer.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                }
+                _ => digits_only = false,
+            }
+            bar += 1;
         }
         let (mtype, end) = match bytes.get(bar + 1..) {
             Some([b'c', rest @ ..]) if ends_line(rest) => (MetricType::Counter, bar + 2),
@@ -123,12 +131,19 @@ impl LineParser {
             Some([b's', rest @ ..]) if ends_line(rest) => (MetricType::Set, bar + 2),
             _ => return None,
         };
-        // The delimiters are ASCII, so these are char boundaries.
-        let raw = &input[value_start..bar];
-        let sample = parse_value(raw, mtype).ok()?;
-        if mtype == MetricType::Set && self.limits.check_member(raw).is_err() {
-            return None;
-        }
+        // What `parse_value` gives for up to 15 plain digits (they convert exactly), for
+        // every type that takes a number.
+        let sample =
+            if digits_only && (1..=15).contains(&(bar - value_start)) && mtype != MetricType::Set {
+                Sample::Value(integer as f64)
+            } else {
+                // The delimiters are ASCII, so these are char boundaries.
+                let raw = &input[value_start..bar];
+                if mtype == MetricType::Set && self.limits.check_member(raw).is_err() {
+                    return None;
+                }
+                parse_value(raw, mtype).ok()?
+            };
         handler.metric(&Metric {
             series: SeriesRef {
                 name: &input[..colon],
@@ -496,6 +511,9 @@ mod tests {
             b"a",
             b"",
             b"a:0x10|c",
+            b"a:1234567890123456|c",
+            b"a:123456789012345|ms",
+            b"a:007|g",
             b"a:1.5e3|ms",
         ];
         for limits in [Limits::default(), crate::parse::testing::small_limits()] {
