@@ -53,11 +53,64 @@ struct Slot {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// `names[name_start..name_end]`.
-    name_start: usize,
-    name_end: usize,
-    tags: Tags,
+    name: Name,
+    /// `None` for the common series without tags: a thin pointer leaves the name room.
+    tags: Option<Box<Tags>>,
     value: Value,
+}
+
+/// A series name: up to [`Name::INLINE`] bytes in place (most statsd names), so comparing
+/// it reads the cache line the entry is in anyway; a longer one as its position in the
+/// table's name arena.
+#[derive(Debug, Clone)]
+struct Name([u8; 24]);
+
+impl Name {
+    const INLINE: usize = 23;
+    /// The last byte: the inline length, or this for a name in the arena.
+    const IN_ARENA: u8 = u8::MAX;
+
+    fn new(name: &str, arena: &mut String) -> Name {
+        let mut bytes = [0u8; 24];
+        if name.len() <= Name::INLINE {
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            bytes[23] = name.len() as u8;
+        } else {
+            let start = arena.len() as u64;
+            arena.push_str(name);
+            bytes[..8].copy_from_slice(&start.to_le_bytes());
+            bytes[8..16].copy_from_slice(&(arena.len() as u64).to_le_bytes());
+            bytes[23] = Name::IN_ARENA;
+        }
+        Name(bytes)
+    }
+
+    #[inline]
+    fn bytes<'n>(&'n self, arena: &'n str) -> &'n [u8] {
+        match self.0[23] {
+            Name::IN_ARENA => {
+                let at = |i: usize| {
+                    u64::from_le_bytes(self.0[i..i + 8].try_into().unwrap_or_default()) as usize
+                };
+                &arena.as_bytes()[at(0)..at(8)]
+            }
+            len => &self.0[..usize::from(len)],
+        }
+    }
+
+    fn as_str<'n>(&'n self, arena: &'n str) -> &'n str {
+        // Both forms hold a copy of a whole `str`.
+        std::str::from_utf8(self.bytes(arena)).unwrap_or_default()
+    }
+}
+
+/// No tags as `None`, so an untagged series allocates nothing for them.
+fn boxed_tags(tags: Tags) -> Option<Box<Tags>> {
+    (!tags.is_empty()).then(|| Box::new(tags))
+}
+
+fn tag_slice(tags: &Option<Box<Tags>>) -> &[(Box<str>, Box<str>)] {
+    tags.as_deref().map_or(&[], |t| &t[..])
 }
 
 /// The folded multiply of foldhash and wyhash: the 128-bit product's halves, xored.
@@ -150,20 +203,11 @@ fn ref_tags<'t>(series: &'t SeriesRef<'_, '_>) -> impl Iterator<Item = (&'t str,
 
 impl Entry {
     #[inline]
-    fn name<'n>(&self, names: &'n str) -> &'n str {
-        &names[self.name_start..self.name_end]
-    }
-
-    #[inline]
     fn is_ref(&self, names: &str, series: &SeriesRef<'_, '_>) -> bool {
         self.value.metric_type() == series.mtype
-            && same_bytes(
-                &names.as_bytes()[self.name_start..self.name_end],
-                series.name.as_bytes(),
-            )
-            && self.tags.len() == series.tags.len()
-            && self
-                .tags
+            && same_bytes(self.name.bytes(names), series.name.as_bytes())
+            && tag_slice(&self.tags).len() == series.tags.len()
+            && tag_slice(&self.tags)
                 .iter()
                 .zip(series.tags.iter())
                 .all(|((k1, v1), (k2, v2))| **k1 == **k2 && **v1 == **v2)
@@ -178,10 +222,9 @@ impl Entry {
         mut tags: impl ExactSizeIterator<Item = (&'t str, &'t str)>,
     ) -> bool {
         self.value.metric_type() == mtype
-            && names.as_bytes()[self.name_start..self.name_end] == *name.as_bytes()
-            && self.tags.len() == tags.len()
-            && self
-                .tags
+            && self.name.bytes(names) == name.as_bytes()
+            && tag_slice(&self.tags).len() == tags.len()
+            && tag_slice(&self.tags)
                 .iter()
                 .all(|(k1, v1)| tags.next() == Some((&**k1, &**v1)))
     }
@@ -283,12 +326,9 @@ impl Table {
     /// Adds a series known to be absent.
     fn insert(&mut self, hash: u32, name: &str, tags: Tags, value: Value) {
         let entry = u32::try_from(self.entries.len()).expect("fewer than 2^32 series");
-        let name_start = self.names.len();
-        self.names.push_str(name);
         self.entries.push(Entry {
-            name_start,
-            name_end: self.names.len(),
-            tags,
+            name: Name::new(name, &mut self.names),
+            tags: boxed_tags(tags),
             value,
         });
         self.index
@@ -336,9 +376,10 @@ impl Table {
         self.entries.reserve(other.entries.len());
         let names = other.names;
         for (entry, hash) in other.entries.into_iter().zip(hashes) {
-            let name = entry.name(&names);
+            let name = entry.name.as_str(&names);
             let mtype = entry.value.metric_type();
-            self.merge_hashed(hash, name, mtype, entry.tags, entry.value);
+            let tags = entry.tags.map_or_else(Tags::default, |t| *t);
+            self.merge_hashed(hash, name, mtype, tags, entry.value);
         }
     }
 
@@ -382,7 +423,8 @@ impl Table {
         let names = std::mem::take(&mut self.names);
         self.entries.drain(..).map(move |entry| {
             let mtype = entry.value.metric_type();
-            let key = SeriesKey::from_parts(entry.name(&names).into(), mtype, entry.tags);
+            let tags = entry.tags.map_or_else(Tags::default, |t| *t);
+            let key = SeriesKey::from_parts(entry.name.as_str(&names).into(), mtype, tags);
             (key, entry.value)
         })
     }
