@@ -375,11 +375,35 @@ impl Table {
             .reserve(other.entries.len(), |slot| place(slot.hash));
         self.entries.reserve(other.entries.len());
         let names = other.names;
-        for (entry, hash) in other.entries.into_iter().zip(hashes) {
-            let name = entry.name.as_str(&names);
-            let mtype = entry.value.metric_type();
-            let tags = entry.tags.map_or_else(Tags::default, |t| *t);
-            self.merge_hashed(hash, name, mtype, tags, entry.value);
+        // In chunks, the index probes first (by hash alone) and then the entries: the
+        // probes of a chunk do not depend on each other, so their cache misses overlap
+        // instead of coming one after the other (tables this large are not in any cache).
+        const CHUNK: usize = 32;
+        let mut entries = other.entries.into_iter().zip(hashes).peekable();
+        let mut candidates = [None::<u32>; CHUNK];
+        while entries.peek().is_some() {
+            let chunk: Vec<(Entry, u32)> = entries.by_ref().take(CHUNK).collect();
+            for (candidate, (_, hash)) in candidates.iter_mut().zip(&chunk) {
+                *candidate = self
+                    .index
+                    .find(place(*hash), |slot| slot.hash == *hash)
+                    .map(|slot| slot.entry);
+            }
+            for ((entry, hash), candidate) in chunk.into_iter().zip(candidates) {
+                let name = entry.name.as_str(&names);
+                let mtype = entry.value.metric_type();
+                let tags = entry.tags.map_or_else(Tags::default, |t| *t);
+                if let Some(i) = candidate {
+                    let known = &mut self.entries[i as usize];
+                    let same_tags = tags.iter().map(|(k, v)| (&**k, &**v));
+                    if known.is_key(&self.names, name, mtype, same_tags) {
+                        known.value.merge(entry.value, &self.bounds);
+                        continue;
+                    }
+                }
+                // Absent, or another series with the same 32 hash bits first.
+                self.merge_hashed(hash, name, mtype, tags, entry.value);
+            }
         }
     }
 
