@@ -82,6 +82,67 @@ fn merge_and_finalize(c: &mut Criterion) {
     group.finish();
 }
 
+/// Two receivers' tables (the default on a 2-core machine) that both saw every one of
+/// 1,000,000 counter series: merged into one interval state and finalized into the
+/// snapshot, as the flusher does at each flush.
+fn merge_and_finalize_1m(c: &mut Criterion) {
+    const SERIES_1M: usize = 1_000_000;
+    let names: Vec<String> = (0..SERIES_1M)
+        .map(|i| format!("app.requests.k{i}"))
+        .collect();
+    let harvests = || -> Vec<Harvest> {
+        (0..2)
+            .map(|_| {
+                let mut table = Table::with_capacity(0, Bounds::default());
+                for name in &names {
+                    table.apply(
+                        &Metric {
+                            series: SeriesRef {
+                                name,
+                                mtype: MetricType::Counter,
+                                tags: &[],
+                            },
+                            sample: Sample::Value(1.0),
+                            sample_rate: 1.0,
+                        },
+                        0,
+                    );
+                }
+                Harvest {
+                    protocol: Protocol::Statsd,
+                    table,
+                    stats: ReceiverStats::default(),
+                }
+            })
+            .collect()
+    };
+    let config = Config::default();
+    let mut group = c.benchmark_group("flush");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(SERIES_1M as u64));
+    group.bench_function("merge_finalize_2_tables_x_1m", |b| {
+        b.iter_batched(
+            harvests,
+            |harvests| {
+                let mut finalizer = Finalizer::new(FinalizeSettings {
+                    percentiles: Arc::from(config.aggregation.percentiles()),
+                    global_tags: Vec::new(),
+                    stats: Some(("rstatsd.".into(), Detail::Basic)),
+                    carry: CarrySettings {
+                        delete_idle_gauges: false,
+                        idle_zero_flushes: 0,
+                        max_gauges: 1_000_000,
+                    },
+                });
+                let merged = merge(harvests, 0, Duration::from_secs(10), Bounds::default());
+                finalizer.finalize(merged.state, &[])
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 fn timer_statistics(c: &mut Criterion) {
     let sorted: Vec<f64> = (0..1000).map(|i| f64::from(i) * 1.5).collect();
     let percentiles = [
@@ -131,5 +192,11 @@ fn rendering(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, merge_and_finalize, timer_statistics, rendering);
+criterion_group!(
+    benches,
+    merge_and_finalize,
+    merge_and_finalize_1m,
+    timer_statistics,
+    rendering
+);
 criterion_main!(benches);

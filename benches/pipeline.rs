@@ -2,11 +2,16 @@
 //!
 //! `cargo bench --bench pipeline`. Reports time per datagram; the per-metric figure is the
 //! time divided by the metrics in the datagram (criterion's throughput line shows elements/s).
+//!
+//! `line/mixed_1000_keys_20_per_datagram` is the daemon's benchmark load in process: 20-metric
+//! datagrams as `rstatsd-loadgen send --keys 1000 --mix c=80,ms=10,g=10` builds them (keys
+//! in a scattered order), so the table is bigger than the caches' hot set, unlike the
+//! 20-counter datagram that repeats the same 20 keys.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
-use rstatsd::aggregate::Table;
+use rstatsd::aggregate::{Bounds, Table};
 use rstatsd::metric::Metric;
 use rstatsd::parse::json::JsonParser;
 use rstatsd::parse::line::LineParser;
@@ -47,7 +52,58 @@ fn line_protocol(c: &mut Criterion) {
             b.iter(|| parser.parse_datagram(black_box(input), &mut handler))
         });
     }
+    mixed(&mut group);
     group.finish();
+}
+
+/// Datagrams of the loadgen's mixed load: `loadgen.k{key}` over 1,000 keys, 80 % `:1|c`,
+/// 10 % `ms`, 10 % `g` with values below 1,000, from the same xorshift64* sequence.
+fn mixed_datagrams(count: usize, per_datagram: usize) -> Vec<Vec<u8>> {
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15 ^ 0xA076_1D64_78BD_642F;
+    let mut next = move || {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    (0..count)
+        .map(|_| {
+            let lines: Vec<String> = (0..per_datagram)
+                .map(|_| {
+                    let key = next() % 1000;
+                    let pick = next() % 100;
+                    let value = next() % 1000;
+                    match pick {
+                        0..80 => format!("loadgen.k{key}:1|c"),
+                        80..90 => format!("loadgen.k{key}:{value}|ms"),
+                        _ => format!("loadgen.k{key}:{value}|g"),
+                    }
+                })
+                .collect();
+            lines.join("\n").into_bytes()
+        })
+        .collect()
+}
+
+fn mixed(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    const DATAGRAMS: usize = 4096;
+    let datagrams = mixed_datagrams(DATAGRAMS, 20);
+    let mut parser = LineParser::new(true);
+    let mut handler = Aggregate(Table::with_capacity(0, Bounds::default()));
+    let mut next = 0;
+    group.throughput(Throughput::Elements(20));
+    group.bench_function("mixed_1000_keys_20_per_datagram", |b| {
+        b.iter(|| {
+            next += 1;
+            if next == DATAGRAMS * 4 {
+                // A fresh table now and then, as a flush gives the daemon: timers keep an
+                // interval's samples, not the whole run's.
+                next = 0;
+                handler.0 = Table::with_capacity(3000, Bounds::default());
+            }
+            parser.parse_datagram(black_box(&datagrams[next % DATAGRAMS]), &mut handler)
+        })
+    });
 }
 
 fn pystatsd_json(c: &mut Criterion) {

@@ -98,12 +98,15 @@ fn sort_keep_last<T>(tags: &mut Vec<T>, key: impl Fn(&T) -> &str) {
     }
 }
 
-/// Owned series identity, stored in aggregation tables and snapshots.
+/// An owned tag set: sorted by key, keys unique.
+pub type Tags = Box<[(Box<str>, Box<str>)]>;
+
+/// Owned series identity, stored in snapshots (aggregation tables store its parts).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SeriesKey {
     name: Box<str>,
     mtype: MetricType,
-    tags: Box<[(Box<str>, Box<str>)]>,
+    tags: Tags,
 }
 
 impl SeriesKey {
@@ -124,6 +127,15 @@ impl SeriesKey {
             mtype,
             tags: tags.into_boxed_slice(),
         }
+    }
+
+    /// A key from parts that are already normalized (`tags` sorted by key, keys unique).
+    pub(crate) fn from_parts(name: Box<str>, mtype: MetricType, tags: Tags) -> SeriesKey {
+        SeriesKey { name, mtype, tags }
+    }
+
+    pub(crate) fn into_parts(self) -> (Box<str>, MetricType, Tags) {
+        (self.name, self.mtype, self.tags)
     }
 
     pub fn name(&self) -> &str {

@@ -1,25 +1,233 @@
 //! The per-thread aggregation table.
 
 use std::convert::Infallible;
+use std::hash::BuildHasher;
+use std::sync::LazyLock;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::aggregate::{Bounds, Refusal, SeriesGuard, Value};
-use crate::metric::{Metric, SeriesKey, SeriesRef};
+use crate::metric::{Metric, MetricType, SeriesKey, SeriesRef, Tags};
+
+/// One random seed for every table of the process, so that a table's stored hashes stay
+/// valid in any other table it is merged into (and a client cannot aim for collisions).
+static SEED: LazyLock<[u64; 2]> = LazyLock::new(|| {
+    let state = DefaultHashBuilder::default();
+    [state.hash_one(1u8), state.hash_one(2u8)]
+});
 
 /// Series → aggregate, written by exactly one receiver thread.
 ///
 /// Lookups use the parser's borrowed [`crate::metric::SeriesRef`], so updating a series the
 /// table already holds allocates nothing; only a series' first sample in an interval copies
-/// its name and tags.
+/// its name (into the table's name arena) and tags.
+///
+/// Layout, for the receivers' hot path: the hash index holds only an entry number and 32
+/// bits of the series' hash, so most probes are settled without touching an entry; entries
+/// sit in one dense vector (64 bytes each: name position, tags, value; the type is the
+/// value's variant); and the names are back to back in one string instead of one heap
+/// allocation each, so a lookup's name comparison reads memory its neighbours keep warm.
+/// That also makes a series cheaper: about 120 bytes for a counter with a 29-byte name at
+/// 1,000,000 series, where a map of owned keys took 184.
 #[derive(Debug, Clone)]
 pub struct Table {
-    series: HashMap<SeriesKey, Value>,
+    index: HashTable<Slot>,
+    entries: Vec<Entry>,
+    /// Every entry's name, back to back.
+    names: String,
     /// When timers and sets switch to their sketches.
     bounds: Bounds,
     /// Samples and members that went into a sketch (a timer's DDSketch, a set's
     /// HyperLogLog) instead of being kept exactly.
     sketched: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Position in `entries` (a table of 2^32 entries would need 256 GiB for them alone).
+    entry: u32,
+    /// The upper half of the series' hash: what the index is placed by, and a filter that
+    /// rejects nearly every non-matching entry before its name is read.
+    hash: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    name: Name,
+    /// `None` for the common series without tags: a thin pointer leaves the name room.
+    tags: Option<Box<Tags>>,
+    value: Value,
+}
+
+/// A series name: up to [`Name::INLINE`] bytes in place (most statsd names), so comparing
+/// it reads the cache line the entry is in anyway; a longer one as its position in the
+/// table's name arena.
+#[derive(Debug, Clone)]
+struct Name([u8; 24]);
+
+impl Name {
+    const INLINE: usize = 23;
+    /// The last byte: the inline length, or this for a name in the arena.
+    const IN_ARENA: u8 = u8::MAX;
+
+    fn new(name: &str, arena: &mut String) -> Name {
+        let mut bytes = [0u8; 24];
+        if name.len() <= Name::INLINE {
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            bytes[23] = name.len() as u8;
+        } else {
+            let start = arena.len() as u64;
+            arena.push_str(name);
+            bytes[..8].copy_from_slice(&start.to_le_bytes());
+            bytes[8..16].copy_from_slice(&(arena.len() as u64).to_le_bytes());
+            bytes[23] = Name::IN_ARENA;
+        }
+        Name(bytes)
+    }
+
+    #[inline]
+    fn bytes<'n>(&'n self, arena: &'n str) -> &'n [u8] {
+        match self.0[23] {
+            Name::IN_ARENA => {
+                let at = |i: usize| {
+                    u64::from_le_bytes(self.0[i..i + 8].try_into().unwrap_or_default()) as usize
+                };
+                &arena.as_bytes()[at(0)..at(8)]
+            }
+            len => &self.0[..usize::from(len)],
+        }
+    }
+
+    fn as_str<'n>(&'n self, arena: &'n str) -> &'n str {
+        // Both forms hold a copy of a whole `str`.
+        std::str::from_utf8(self.bytes(arena)).unwrap_or_default()
+    }
+}
+
+/// No tags as `None`, so an untagged series allocates nothing for them.
+fn boxed_tags(tags: Tags) -> Option<Box<Tags>> {
+    (!tags.is_empty()).then(|| Box::new(tags))
+}
+
+fn tag_slice(tags: &Option<Box<Tags>>) -> &[(Box<str>, Box<str>)] {
+    tags.as_deref().map_or(&[], |t| &t[..])
+}
+
+/// The folded multiply of foldhash and wyhash: the 128-bit product's halves, xored.
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// Up to 16 bytes as two words (overlapping when shorter; with the length mixed in by the
+/// caller, different strings still give different pairs).
+#[inline]
+fn words(s: &[u8]) -> (u64, u64) {
+    let n = s.len();
+    let word = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            s[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    match n {
+        8..=16 => (word(0), word(n - 8)),
+        4..8 => (half(0), half(n - 4)),
+        1..4 => (
+            u64::from(s[0]) << 16 | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]),
+            0,
+        ),
+        _ => (0, 0),
+    }
+}
+
+/// Folds `s` into `state`.
+#[inline]
+fn hash_bytes(mut state: u64, seed: &[u64; 2], s: &[u8]) -> u64 {
+    let mut chunks = s.chunks_exact(16);
+    for chunk in &mut chunks {
+        let (a, b) = words(chunk);
+        state = fold(state ^ a ^ seed[0], b ^ seed[1]);
+    }
+    let (a, b) = words(chunks.remainder());
+    fold(state ^ a ^ seed[0], b ^ seed[1] ^ s.len() as u64)
+}
+
+/// The hash a [`Slot`] keeps: of the name, the type and the tags, in one pass written for
+/// the receivers' short names (a generic `Hasher` costs a round per write).
+#[inline]
+fn short_hash<'t>(
+    name: &str,
+    mtype: MetricType,
+    tags: impl Iterator<Item = (&'t str, &'t str)>,
+) -> u32 {
+    let seed = &*SEED;
+    let mut state = hash_bytes(mtype as u64, seed, name.as_bytes());
+    for (k, v) in tags {
+        state = hash_bytes(state, seed, k.as_bytes());
+        state = hash_bytes(state ^ 0xff, seed, v.as_bytes());
+    }
+    (state >> 32) as u32
+}
+
+/// Where the index places a slot: rebuilt from the slot's 32 bits alone, because growing
+/// the index re-places slots without their keys. The multiplication spreads those bits over
+/// both ends of the word (the index uses the low bits for the position and the top seven as
+/// a tag).
+#[inline]
+fn place(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// `a == b`, without a call to `memcmp` for the short names most series have.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    match n {
+        // Two overlapping words cover the whole name.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
+fn ref_tags<'t>(series: &'t SeriesRef<'_, '_>) -> impl Iterator<Item = (&'t str, &'t str)> {
+    series.tags.iter().map(|(k, v)| (*k, &**v))
+}
+
+impl Entry {
+    #[inline]
+    fn is_ref(&self, names: &str, series: &SeriesRef<'_, '_>) -> bool {
+        self.value.metric_type() == series.mtype
+            && same_bytes(self.name.bytes(names), series.name.as_bytes())
+            && tag_slice(&self.tags).len() == series.tags.len()
+            && tag_slice(&self.tags)
+                .iter()
+                .zip(series.tags.iter())
+                .all(|((k1, v1), (k2, v2))| **k1 == **k2 && **v1 == **v2)
+    }
+
+    #[inline]
+    fn is_key<'t>(
+        &self,
+        names: &str,
+        name: &str,
+        mtype: MetricType,
+        mut tags: impl ExactSizeIterator<Item = (&'t str, &'t str)>,
+    ) -> bool {
+        self.value.metric_type() == mtype
+            && self.name.bytes(names) == name.as_bytes()
+            && tag_slice(&self.tags).len() == tags.len()
+            && tag_slice(&self.tags)
+                .iter()
+                .all(|(k1, v1)| tags.next() == Some((&**k1, &**v1)))
+    }
 }
 
 impl Default for Table {
@@ -37,10 +245,20 @@ impl Table {
     /// An empty table with room for `series` series without rehashing, within `bounds`.
     pub fn with_capacity(series: usize, bounds: Bounds) -> Table {
         Table {
-            series: HashMap::with_capacity(series),
+            index: HashTable::with_capacity(series),
+            entries: Vec::with_capacity(series),
+            names: String::new(),
             bounds,
             sketched: 0,
         }
+    }
+
+    /// An empty table with room for as many series and name bytes as `self` holds: what
+    /// a receiver starts an interval with, so a steady load does not regrow it.
+    pub fn sized_like(&self) -> Table {
+        let mut table = Table::with_capacity(self.len(), self.bounds);
+        table.names.reserve(self.names.len());
+        table
     }
 
     /// Applies one metric. `stamp` orders absolute gauge sets across threads.
@@ -73,46 +291,119 @@ impl Table {
         stamp: u64,
         admit: impl FnOnce(&SeriesRef<'_, '_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        if let Some(v) = self.series.get_mut(&metric.series) {
-            if !v.update(&metric.sample, metric.sample_rate, stamp, &self.bounds) {
-                self.sketched += 1;
+        let series = &metric.series;
+        let hash = short_hash(series.name, series.mtype, ref_tags(series));
+        let (entries, names) = (&self.entries, self.names.as_str());
+        let found = self.index.find(place(hash), |slot| {
+            slot.hash == hash && entries[slot.entry as usize].is_ref(names, series)
+        });
+        if let Some(slot) = found {
+            let value = &mut self.entries[slot.entry as usize].value;
+            match (value, &metric.sample) {
+                // Counters are most of the traffic: their update without the call.
+                (Value::Counter(sum), crate::metric::Sample::Value(v)) => {
+                    *sum += v / metric.sample_rate
+                }
+                (value, sample) => {
+                    if !value.update(sample, metric.sample_rate, stamp, &self.bounds) {
+                        self.sketched += 1;
+                    }
+                }
             }
         } else {
-            admit(&metric.series)?;
-            self.series.insert(
-                metric.series.to_key(),
-                Value::new(
-                    metric.series.mtype,
-                    &metric.sample,
-                    metric.sample_rate,
-                    stamp,
-                ),
-            );
+            admit(series)?;
+            let tags = series
+                .tags
+                .iter()
+                .map(|(k, v)| (Box::from(*k), Box::from(&**v)))
+                .collect();
+            let value = Value::new(series.mtype, &metric.sample, metric.sample_rate, stamp);
+            self.insert(hash, series.name, tags, value);
         }
         Ok(())
     }
 
+    /// Adds a series known to be absent.
+    fn insert(&mut self, hash: u32, name: &str, tags: Tags, value: Value) {
+        let entry = u32::try_from(self.entries.len()).expect("fewer than 2^32 series");
+        self.entries.push(Entry {
+            name: Name::new(name, &mut self.names),
+            tags: boxed_tags(tags),
+            value,
+        });
+        self.index
+            .insert_unique(place(hash), Slot { entry, hash }, |slot| place(slot.hash));
+    }
+
     /// Folds a value into the series `key` (merging when present).
     pub fn merge_value(&mut self, key: SeriesKey, value: Value) {
-        match self.series.get_mut(&key) {
-            Some(v) => v.merge(value, &self.bounds),
-            None => {
-                self.series.insert(key, value);
-            }
+        let hash = short_hash(key.name(), key.metric_type(), key.tags());
+        let (name, mtype, tags) = key.into_parts();
+        self.merge_hashed(hash, &name, mtype, tags, value);
+    }
+
+    fn merge_hashed(&mut self, hash: u32, name: &str, mtype: MetricType, tags: Tags, value: Value) {
+        let (entries, names) = (&self.entries, self.names.as_str());
+        let found = self.index.find(place(hash), |slot| {
+            let same_tags = tags.iter().map(|(k, v)| (&**k, &**v));
+            slot.hash == hash && entries[slot.entry as usize].is_key(names, name, mtype, same_tags)
+        });
+        match found {
+            Some(slot) => self.entries[slot.entry as usize]
+                .value
+                .merge(value, &self.bounds),
+            None => self.insert(hash, name, tags, value),
         }
     }
 
     /// Folds every series of `other` into `self`.
     pub fn merge(&mut self, other: Table) {
         self.sketched += other.sketched;
-        if self.series.is_empty() {
-            // Cheapest case (one receiver, or the first table): adopt the map.
-            let _ = std::mem::replace(&mut self.series, other.series);
+        if self.is_empty() {
+            // Cheapest case (one receiver, or the first table): adopt the other's storage.
+            self.index = other.index;
+            self.entries = other.entries;
+            self.names = other.names;
             return;
         }
-        self.series.reserve(other.series.len());
-        for (key, value) in other.series {
-            self.merge_value(key, value);
+        // The hashes are the process-wide hasher's, so `other`'s slots are valid here.
+        let mut hashes = vec![0u32; other.entries.len()];
+        for slot in other.index.iter() {
+            hashes[slot.entry as usize] = slot.hash;
+        }
+        self.index
+            .reserve(other.entries.len(), |slot| place(slot.hash));
+        self.entries.reserve(other.entries.len());
+        let names = other.names;
+        // In chunks, the index probes first (by hash alone) and then the entries: the
+        // probes of a chunk do not depend on each other, so their cache misses overlap
+        // instead of coming one after the other (tables this large are not in any cache).
+        const CHUNK: usize = 32;
+        let mut entries = other.entries.into_iter().zip(hashes).peekable();
+        let mut candidates = [None::<u32>; CHUNK];
+        while entries.peek().is_some() {
+            let chunk: Vec<(Entry, u32)> = entries.by_ref().take(CHUNK).collect();
+            for (candidate, (_, hash)) in candidates.iter_mut().zip(&chunk) {
+                *candidate = self
+                    .index
+                    .find(place(*hash), |slot| slot.hash == *hash)
+                    .map(|slot| slot.entry);
+            }
+            for ((entry, hash), candidate) in chunk.into_iter().zip(candidates) {
+                let name = entry.name.as_str(&names);
+                let mtype = entry.value.metric_type();
+                let tags = entry.tags.map_or_else(Tags::default, |t| *t);
+                if let Some(i) = candidate {
+                    let known = &mut self.entries[i as usize];
+                    let same_tags = tags.iter().map(|(k, v)| (&**k, &**v));
+                    if known.is_key(&self.names, name, mtype, same_tags) {
+                        known.value.merge(entry.value, &self.bounds);
+                        continue;
+                    }
+                }
+                // Absent, or another series with the same 32 hash bits first.
+                self.merge_hashed(hash, name, mtype, tags, entry.value);
+            }
         }
     }
 
@@ -122,11 +413,11 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.entries.is_empty()
     }
 
     /// Samples and members this table (and the tables merged into it) sent into a sketch.
@@ -135,12 +426,31 @@ impl Table {
     }
 
     pub fn get(&self, key: &SeriesKey) -> Option<&Value> {
-        self.series.get(key)
+        let hash = short_hash(key.name(), key.metric_type(), key.tags());
+        self.index
+            .find(place(hash), |slot| {
+                slot.hash == hash
+                    && self.entries[slot.entry as usize].is_key(
+                        &self.names,
+                        key.name(),
+                        key.metric_type(),
+                        key.tags(),
+                    )
+            })
+            .map(|slot| &self.entries[slot.entry as usize].value)
     }
 
-    /// Moves every series out, leaving the table empty with its capacity kept.
+    /// Moves every series out, leaving the table empty (the index and entry vector keep
+    /// their capacity).
     pub fn drain(&mut self) -> impl Iterator<Item = (SeriesKey, Value)> + '_ {
-        self.series.drain()
+        self.index.clear();
+        let names = std::mem::take(&mut self.names);
+        self.entries.drain(..).map(move |entry| {
+            let mtype = entry.value.metric_type();
+            let tags = entry.tags.map_or_else(Tags::default, |t| *t);
+            let key = SeriesKey::from_parts(entry.name.as_str(&names).into(), mtype, tags);
+            (key, entry.value)
+        })
     }
 }
 

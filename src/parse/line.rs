@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 
-use super::sanitize::sanitize;
+use super::sanitize::{plain_name_byte, sanitize};
 use super::{
     Handler, Limits, Reject, Skip, parse_finite, recycle_tags, split_at_byte, split_bytes,
 };
@@ -66,17 +66,94 @@ impl LineParser {
         // Validating UTF-8 once for the whole datagram is cheaper than once per line; only a
         // datagram with invalid bytes falls back to checking (and rejecting) line by line.
         match std::str::from_utf8(datagram) {
-            Ok(text) => {
-                for line in text.split('\n') {
-                    self.parse_valid_line(line, handler);
-                }
-            }
+            Ok(text) => self.parse_valid_datagram(text, handler),
             Err(_) => {
                 for line in datagram.split(|&b| b == b'\n') {
                     self.parse_line(line, handler);
                 }
             }
         }
+    }
+
+    fn parse_valid_datagram(&mut self, text: &str, handler: &mut impl Handler) {
+        // Most lines are `name:value|type` with a plain name: those are parsed in one pass
+        // over the bytes, without splitting the datagram into lines first. Anything else,
+        // including every line that would be rejected, goes through the general parser,
+        // which is the reference for what a line means.
+        let mut rest = text;
+        while !rest.is_empty() {
+            let consumed = match self.plain_line(rest, handler) {
+                Some(consumed) => consumed,
+                None => {
+                    let (line, next) = split_at_byte(rest, b'\n');
+                    self.parse_valid_line(line, handler);
+                    next.map_or(rest.len(), |_| line.len() + 1)
+                }
+            };
+            rest = &rest[consumed..];
+        }
+    }
+
+    /// The fast path for one plain line at the start of `input`: `name:value|type` followed
+    /// by `\n` or the end, where the name has only bytes that sanitizing keeps (and no `;`),
+    /// there is one value and no section. Emits the metric and returns the bytes consumed
+    /// (with the `\n`), or returns `None` without emitting anything when the line is not
+    /// of that shape or not valid, leaving it to the general parser.
+    #[inline]
+    fn plain_line(&mut self, input: &str, handler: &mut impl Handler) -> Option<usize> {
+        let bytes = input.as_bytes();
+        let colon = bytes.iter().position(|&b| !plain_name_byte(b))?;
+        if colon == 0 || bytes[colon] != b':' || colon > self.limits.max_name_bytes {
+            return None;
+        }
+        let value_start = colon + 1;
+        // Find the value's end and, on the way, read it as an integer when it is one (most
+        // are: `1`, `250`).
+        let mut bar = value_start;
+        let (mut integer, mut digits_only) = (0u64, true);
+        loop {
+            match *bytes.get(bar)? {
+                b'|' => break,
+                b':' | b'\n' => return None,
+                d @ b'0'..=b'9' => {
+                    integer = integer.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                }
+                _ => digits_only = false,
+            }
+            bar += 1;
+        }
+        let (mtype, end) = match bytes.get(bar + 1..) {
+            Some([b'c', rest @ ..]) if ends_line(rest) => (MetricType::Counter, bar + 2),
+            Some([b'g', rest @ ..]) if ends_line(rest) => (MetricType::Gauge, bar + 2),
+            Some([b'm', b's', rest @ ..]) if ends_line(rest) => (MetricType::Timer, bar + 3),
+            Some([b'h', rest @ ..]) if ends_line(rest) => (MetricType::Histogram, bar + 2),
+            Some([b'd', rest @ ..]) if ends_line(rest) => (MetricType::Distribution, bar + 2),
+            Some([b's', rest @ ..]) if ends_line(rest) => (MetricType::Set, bar + 2),
+            _ => return None,
+        };
+        // What `parse_value` gives for up to 15 plain digits (they convert exactly), for
+        // every type that takes a number.
+        let sample =
+            if digits_only && (1..=15).contains(&(bar - value_start)) && mtype != MetricType::Set {
+                Sample::Value(integer as f64)
+            } else {
+                // The delimiters are ASCII, so these are char boundaries.
+                let raw = &input[value_start..bar];
+                if mtype == MetricType::Set && self.limits.check_member(raw).is_err() {
+                    return None;
+                }
+                parse_value(raw, mtype).ok()?
+            };
+        handler.metric(&Metric {
+            series: SeriesRef {
+                name: &input[..colon],
+                mtype,
+                tags: &[],
+            },
+            sample,
+            sample_rate: 1.0,
+        });
+        Some((end + 1).min(input.len()))
     }
 
     /// Parses one line (without its `\n`).
@@ -198,6 +275,12 @@ impl LineParser {
             }
         }
     }
+}
+
+/// True when `rest` (what follows a metric type) ends the line.
+#[inline]
+fn ends_line(rest: &[u8]) -> bool {
+    matches!(rest.first(), None | Some(b'\n'))
 }
 
 /// One validated `values|type[|sections]` group of a line.
@@ -388,6 +471,68 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The one-pass path for plain lines must mean exactly what the general parser means.
+    #[test]
+    fn plain_lines_agree_with_the_general_parser() {
+        let lines: &[&[u8]] = &[
+            b"a:1|c",
+            b"a.b-c_d=e:2.5|g",
+            b"a:+3|g",
+            b"a:-3|g",
+            b"a:-1|ms",
+            b"a:320|ms",
+            b"a:7|d",
+            b"a:-4|h",
+            b"a:u1|s",
+            b"a:|c",
+            b"a:1|",
+            b"a:1|m",
+            b"a:1|cc",
+            b"a:1|c\r",
+            b"a:1|c:2|ms",
+            b"a:1:2|ms",
+            b"a;k=v:1|c",
+            b":1|c",
+            b"a b:1|c",
+            b"a/b:1|c",
+            b"a:1|c|@0.5",
+            b"a:1|c|#k:v",
+            b"a:nan|g",
+            b"a:1e400|c",
+            b"a:\xff|s",
+            b"a:\xc3\xa9|s",
+            b"\xff:1|c",
+            b"_e{1,1}:a|b",
+            b"_sc|x|0",
+            b"abcdef:1|c",
+            b"a:abcd|s",
+            b"a",
+            b"",
+            b"a:0x10|c",
+            b"a:1234567890123456|c",
+            b"a:123456789012345|ms",
+            b"a:007|g",
+            b"a:1.5e3|ms",
+        ];
+        for limits in [Limits::default(), crate::parse::testing::small_limits()] {
+            for sanitize in [true, false] {
+                let mut datagram = Vec::new();
+                let mut general = Recorder::default();
+                let mut p = LineParser::new(sanitize).with_limits(limits);
+                for line in lines {
+                    p.parse_line(line, &mut general);
+                    datagram.extend_from_slice(line);
+                    datagram.push(b'\n');
+                }
+                let mut fast = Recorder::default();
+                p.parse_datagram(&datagram, &mut fast);
+                assert_eq!(fast.metrics, general.metrics);
+                assert_eq!(fast.rejects, general.rejects);
+                assert_eq!(fast.skips, general.skips);
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,20 @@ fn allowed(c: u8) -> bool {
     ALLOWED[c as usize]
 }
 
+/// The bytes that sanitizing keeps, except `;` (which starts Graphite tags).
+static PLAIN: [bool; 256] = {
+    let mut t = ALLOWED;
+    t[b';' as usize] = false;
+    t
+};
+
+/// True for a byte that sanitizing keeps and that cannot start Graphite tags (`;`): a name
+/// made of these bytes is the same raw, sanitized or not, and carries no tags.
+#[inline]
+pub(crate) fn plain_name_byte(c: u8) -> bool {
+    PLAIN[c as usize]
+}
+
 /// Returns `name` sanitized: borrowed when nothing changes (the common case), otherwise
 /// written into `scratch`, which is reused across calls.
 #[inline]
