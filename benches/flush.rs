@@ -54,6 +54,22 @@ fn harvests() -> Vec<Harvest> {
         .collect()
 }
 
+/// What the flusher does with the receivers' tables at each flush: merge, then finalize.
+fn flush(config: &Config, harvests: Vec<Harvest>) -> rstatsd::snapshot::Snapshot {
+    let mut finalizer = Finalizer::new(FinalizeSettings {
+        percentiles: Arc::from(config.aggregation.percentiles()),
+        global_tags: Vec::new(),
+        stats: Some(("rstatsd.".into(), Detail::Basic)),
+        carry: CarrySettings {
+            delete_idle_gauges: false,
+            idle_zero_flushes: 0,
+            max_gauges: 1_000_000,
+        },
+    });
+    let merged = merge(harvests, 0, Duration::from_secs(10), Bounds::default());
+    finalizer.finalize(merged.state, &[])
+}
+
 fn merge_and_finalize(c: &mut Criterion) {
     let config = Config::default();
     let mut group = c.benchmark_group("flush");
@@ -62,20 +78,7 @@ fn merge_and_finalize(c: &mut Criterion) {
     group.bench_function("merge_4_tables_x_100k", |b| {
         b.iter_batched(
             harvests,
-            |harvests| {
-                let mut finalizer = Finalizer::new(FinalizeSettings {
-                    percentiles: Arc::from(config.aggregation.percentiles()),
-                    global_tags: Vec::new(),
-                    stats: Some(("rstatsd.".into(), Detail::Basic)),
-                    carry: CarrySettings {
-                        delete_idle_gauges: false,
-                        idle_zero_flushes: 0,
-                        max_gauges: 1_000_000,
-                    },
-                });
-                let merged = merge(harvests, 0, Duration::from_secs(10), Bounds::default());
-                finalizer.finalize(merged.state, &[])
-            },
+            |harvests| flush(&config, harvests),
             BatchSize::PerIteration,
         )
     });
@@ -123,20 +126,7 @@ fn merge_and_finalize_1m(c: &mut Criterion) {
     group.bench_function("merge_finalize_2_tables_x_1m", |b| {
         b.iter_batched(
             harvests,
-            |harvests| {
-                let mut finalizer = Finalizer::new(FinalizeSettings {
-                    percentiles: Arc::from(config.aggregation.percentiles()),
-                    global_tags: Vec::new(),
-                    stats: Some(("rstatsd.".into(), Detail::Basic)),
-                    carry: CarrySettings {
-                        delete_idle_gauges: false,
-                        idle_zero_flushes: 0,
-                        max_gauges: 1_000_000,
-                    },
-                });
-                let merged = merge(harvests, 0, Duration::from_secs(10), Bounds::default());
-                finalizer.finalize(merged.state, &[])
-            },
+            |harvests| flush(&config, harvests),
             BatchSize::PerIteration,
         )
     });

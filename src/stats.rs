@@ -300,64 +300,29 @@ impl SinkCounters {
 
 impl SinkTotals {
     /// The counters as (series name, value since `last`, level).
-    fn deltas(&self, last: &SinkTotals) -> [(&'static str, u64, Level); 13] {
+    fn deltas(&self, last: &SinkTotals) -> impl Iterator<Item = (&'static str, u64, Level)> {
         use Level::*;
-        let d = |now: u64, then: u64| now.saturating_sub(then);
-        [
-            ("sink_delivered", d(self.delivered, last.delivered), Always),
-            (
-                "sink_queue_dropped",
-                d(self.queue_dropped, last.queue_dropped),
-                NonZero,
-            ),
-            (
-                "sink_buffer_dropped",
-                d(self.buffer_dropped, last.buffer_dropped),
-                NonZero,
-            ),
-            ("sink_retried", d(self.retried, last.retried), NonZero),
-            ("sink_failed", d(self.failed, last.failed), NonZero),
-            (
-                "sink_connection_errors",
-                d(self.connection_errors, last.connection_errors),
-                NonZero,
-            ),
-            (
-                "sink_write_errors",
-                d(self.write_errors, last.write_errors),
-                NonZero,
-            ),
-            (
-                "sink_spool_written",
-                d(self.spool_written, last.spool_written),
-                NonZero,
-            ),
-            (
-                "sink_spool_replayed",
-                d(self.spool_replayed, last.spool_replayed),
-                NonZero,
-            ),
-            (
-                "sink_spool_dropped",
-                d(self.spool_dropped, last.spool_dropped),
-                NonZero,
-            ),
-            (
-                "sink_spool_corrupt",
-                d(self.spool_corrupt, last.spool_corrupt),
-                NonZero,
-            ),
-            (
-                "sink_spool_torn",
-                d(self.spool_torn, last.spool_torn),
-                NonZero,
-            ),
-            (
-                "sink_spool_write_errors",
-                d(self.spool_write_errors, last.spool_write_errors),
-                NonZero,
-            ),
-        ]
+        type Field = fn(&SinkTotals) -> u64;
+        const COUNTERS: [(&str, Field, Level); 13] = [
+            ("sink_delivered", |t| t.delivered, Always),
+            ("sink_queue_dropped", |t| t.queue_dropped, NonZero),
+            ("sink_buffer_dropped", |t| t.buffer_dropped, NonZero),
+            ("sink_retried", |t| t.retried, NonZero),
+            ("sink_failed", |t| t.failed, NonZero),
+            ("sink_connection_errors", |t| t.connection_errors, NonZero),
+            ("sink_write_errors", |t| t.write_errors, NonZero),
+            ("sink_spool_written", |t| t.spool_written, NonZero),
+            ("sink_spool_replayed", |t| t.spool_replayed, NonZero),
+            ("sink_spool_dropped", |t| t.spool_dropped, NonZero),
+            ("sink_spool_corrupt", |t| t.spool_corrupt, NonZero),
+            ("sink_spool_torn", |t| t.spool_torn, NonZero),
+            ("sink_spool_write_errors", |t| t.spool_write_errors, NonZero),
+        ];
+        let last = *last;
+        let now = *self;
+        COUNTERS.into_iter().map(move |(name, field, level)| {
+            (name, field(&now).saturating_sub(field(&last)), level)
+        })
     }
 }
 
