@@ -47,10 +47,7 @@ fn encoding(c: &mut Criterion) {
 fn delivery(c: &mut Criterion) {
     let cluster = rdkafka::mocking::MockCluster::new(3).unwrap();
     cluster.create_topic("metrics", 12, 1).unwrap();
-    let snap = Flushed {
-        snapshot: Arc::new(snapshot(1_000_000)),
-        interval: None,
-    };
+    let snap = Flushed::new(Arc::new(snapshot(1_000_000)));
     let config = KafkaConfig {
         brokers: vec![cluster.bootstrap_servers()],
         ..KafkaConfig::default()

@@ -94,6 +94,7 @@ use crate::aggregate::{AggregateLimits, Bounds};
 pub use crate::flush::FlushConfig;
 pub use crate::logging::LogConfig;
 use crate::parse::{Limits, Protocol};
+pub use crate::receive::kafka::AggregateConfig;
 pub use crate::receive::{ListenerConfig, ReceiveConfig};
 pub use crate::settings::ConfigError;
 use crate::settings::at_least;
@@ -132,6 +133,8 @@ pub struct Config {
     pub log: LogConfig,
     #[command(flatten)]
     pub spool: SpoolConfig,
+    #[command(flatten)]
+    pub aggregate: AggregateConfig,
     /// Named sinks. Empty means: one console sink.
     #[arg(skip)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -303,6 +306,7 @@ impl Default for Config {
             stats: StatsConfig::default(),
             log: LogConfig::default(),
             spool: SpoolConfig::default(),
+            aggregate: AggregateConfig::default(),
             sinks: BTreeMap::new(),
         }
     }
@@ -360,7 +364,7 @@ impl Config {
         for protocol in Protocol::ALL {
             self.listener(protocol).validate(protocol.name())?;
         }
-        if Protocol::ALL.iter().all(|p| !self.listener(*p).enabled) {
+        if Protocol::ALL.iter().all(|p| !self.listener(*p).enabled) && !self.aggregate.enabled() {
             return Err(ConfigError::new(
                 "statsd.enabled",
                 "every listener is disabled: nothing to receive",
@@ -377,6 +381,7 @@ impl Config {
             sink.validate(&format!("sinks.{name}"))?;
         }
         self.spool.validate()?;
+        self.aggregate.validate()?;
         self.log.validate()
     }
 

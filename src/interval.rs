@@ -43,3 +43,12 @@ impl IntervalState {
         self.series.merge(other.series);
     }
 }
+
+/// An interval an aggregator has closed ([`crate::receive::kafka`]): merged over every source,
+/// ready to finalize. The flusher finalizes and offers it like a local flush, with the
+/// receipt that tells the aggregator when its offsets may be committed.
+#[derive(Debug)]
+pub struct ClosedInterval {
+    pub state: IntervalState,
+    pub receipt: crate::sink::Receipt,
+}

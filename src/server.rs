@@ -83,11 +83,11 @@ impl Server {
     pub fn start(config: &Config) -> Result<Server, ServerError> {
         let sinks = registry::build_all(&config.sinks, &config.sink_context())
             .map_err(ServerError::Config)?;
-        Ok(Server::start_with_sinks(config, sinks)?)
+        Server::start_with_sinks(config, sinks)
     }
 
     /// Like [`Server::start`] with the given sinks instead of `config.sinks`.
-    pub fn start_with_sinks(config: &Config, sinks: Vec<BuiltSink>) -> Result<Server, StartError> {
+    pub fn start_with_sinks(config: &Config, sinks: Vec<BuiltSink>) -> Result<Server, ServerError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (harvest_tx, harvest_rx) = unbounded();
         let guard = Arc::new(SeriesGuard::new(&config.limits.aggregate()));
@@ -193,13 +193,15 @@ impl Server {
             http::spawn(listener, Arc::clone(&admin))
                 .map_err(io_error("cannot start the http thread".into()))?;
         }
-        let flusher = Flusher::new(settings, facts, controls, harvest_rx, handles)
-            .with_admin(admin)
-            .spawn(shutdown_rx)
-            .map_err(|source| StartError {
-                what: "cannot start the flusher thread".into(),
-                source,
-            })?;
+        let mut flusher =
+            Flusher::new(settings, facts, controls, harvest_rx, handles).with_admin(admin);
+        if config.aggregate.enabled() {
+            flusher = with_aggregate_input(config, flusher)?;
+        }
+        let flusher = flusher.spawn(shutdown_rx).map_err(|source| StartError {
+            what: "cannot start the flusher thread".into(),
+            source,
+        })?;
         Ok(Server {
             listeners,
             admin_listeners,
@@ -243,6 +245,27 @@ impl Server {
         }
         totals
     }
+}
+
+/// Joins the aggregator group; the flusher finalizes what it closes and stops it at shutdown.
+#[cfg(feature = "kafka")]
+fn with_aggregate_input(config: &Config, flusher: Flusher) -> Result<Flusher, ServerError> {
+    let counters = Arc::<crate::stats::AggregateCounters>::default();
+    let (tx, rx) = bounded(16);
+    let window = config
+        .aggregate
+        .window(config.flush.interval_ms, config.bounds());
+    let input = receive::kafka::spawn(&config.aggregate, window, Arc::clone(&counters), tx)
+        .map_err(ServerError::Config)?;
+    Ok(flusher.with_closed_intervals(rx, counters, Box::new(move || input.stop())))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn with_aggregate_input(_: &Config, _: Flusher) -> Result<Flusher, ServerError> {
+    Err(ServerError::Config(ConfigError::new(
+        "aggregate.from",
+        "this rstatsd was built without Kafka support",
+    )))
 }
 
 /// The configuration as the admin `config` command shows it: secrets (e.g. librdkafka's

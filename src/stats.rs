@@ -55,6 +55,21 @@
 //! | `sink_spool_corrupt` | counter | `sink` | non-zero | spool records (or whole segments with a bad header) that failed their checksum, skipped |
 //! | `sink_spool_torn` | counter | `sink` | non-zero | torn last records (a crash mid-write) truncated at start-up |
 //! | `sink_spool_write_errors` | counter | `sink` | non-zero | failed spool writes, reads of the directory or deletes (the memory buffer carries on) |
+//! | `aggregate_partials` | counter | | always (aggregators) | partials merged (duplicates and late ones not counted) |
+//! | `aggregate_markers` | counter | | always (aggregators) | end-of-interval markers read |
+//! | `aggregate_duplicates` | counter | | non-zero | partials seen before (same source, epoch, interval, partition, seq), skipped |
+//! | `aggregate_late` | counter | | non-zero | partials for an interval already closed on their partition |
+//! | `aggregate_invalid` | counter | | non-zero | messages that are not partials, or of another interval length, skipped |
+//! | `aggregate_unsequenced` | counter | | non-zero | partials without a seq (merged, cannot be deduplicated) |
+//! | `aggregate_closed_complete` | counter | | always (aggregators) | partition intervals closed because every live source's marker and partials arrived |
+//! | `aggregate_closed_grace` | counter | | non-zero | partition intervals closed by `aggregate.grace_ms` |
+//! | `aggregate_reemitted` | counter | | non-zero | corrected intervals emitted again (`aggregate.late = "reemit"`) |
+//! | `aggregate_open_dropped` | counter | | non-zero | open intervals dropped when their partition was revoked (its new owner replays them) |
+//! | `aggregate_commits` | counter | | full | offset commits requested |
+//! | `aggregate_commit_errors` | counter | | non-zero | offset commits the group coordinator refused |
+//! | `aggregate_rebalances` | counter | | non-zero | partition assignments and revocations |
+//! | `aggregate_assigned_partitions` | gauge | | always (aggregators) | partitions of the partials topic this aggregator owns |
+//! | `aggregate_open_intervals` | gauge | | always (aggregators) | intervals open over those partitions |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -326,6 +341,62 @@ impl SinkTotals {
     }
 }
 
+/// Counters of the aggregator's Kafka input ([`crate::receive::kafka`]), shared with the
+/// flusher; see the module docs for what each counts.
+#[derive(Debug, Default)]
+pub struct AggregateCounters {
+    pub partials: AtomicU64,
+    pub markers: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub late: AtomicU64,
+    pub invalid: AtomicU64,
+    pub unsequenced: AtomicU64,
+    pub closed_complete: AtomicU64,
+    pub closed_grace: AtomicU64,
+    pub reemitted: AtomicU64,
+    pub open_dropped: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_errors: AtomicU64,
+    pub rebalances: AtomicU64,
+    /// Gauges.
+    pub assigned: AtomicU64,
+    pub open_intervals: AtomicU64,
+}
+
+impl AggregateCounters {
+    /// The counters as (series name, value, level) and the gauges as (series name, value).
+    #[allow(clippy::type_complexity)]
+    pub fn read(&self) -> ([(&'static str, u64, Level); 13], [(&'static str, u64); 2]) {
+        use Level::*;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            [
+                ("aggregate_partials", get(&self.partials), Always),
+                ("aggregate_markers", get(&self.markers), Always),
+                ("aggregate_duplicates", get(&self.duplicates), NonZero),
+                ("aggregate_late", get(&self.late), NonZero),
+                ("aggregate_invalid", get(&self.invalid), NonZero),
+                ("aggregate_unsequenced", get(&self.unsequenced), NonZero),
+                (
+                    "aggregate_closed_complete",
+                    get(&self.closed_complete),
+                    Always,
+                ),
+                ("aggregate_closed_grace", get(&self.closed_grace), NonZero),
+                ("aggregate_reemitted", get(&self.reemitted), NonZero),
+                ("aggregate_open_dropped", get(&self.open_dropped), NonZero),
+                ("aggregate_commits", get(&self.commits), Full),
+                ("aggregate_commit_errors", get(&self.commit_errors), NonZero),
+                ("aggregate_rebalances", get(&self.rebalances), NonZero),
+            ],
+            [
+                ("aggregate_assigned_partitions", get(&self.assigned)),
+                ("aggregate_open_intervals", get(&self.open_intervals)),
+            ],
+        )
+    }
+}
+
 /// What one flush reports about rstatsd itself, gathered by the flusher.
 #[derive(Debug, Default)]
 pub struct FlushFacts<'a> {
@@ -347,6 +418,16 @@ pub struct FlushFacts<'a> {
     pub sinks: Vec<(&'a str, SinkTotals, SinkTotals)>,
     /// The flush's wall-clock time (ms since the epoch), for ages.
     pub now_ms: u64,
+    /// The aggregator input's counters now and at the previous flush (aggregators only).
+    pub aggregate: Option<AggregateReading>,
+}
+
+/// Two readings of [`AggregateCounters`]: now, and at the previous flush.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregateReading {
+    pub now: [u64; 13],
+    pub last: [u64; 13],
+    pub gauges: [u64; 2],
 }
 
 /// Every internal statistic of one interval (see the module docs for names and levels).
@@ -426,6 +507,21 @@ pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
             };
             let age = StatValue::Gauge(age);
             push("sink_spool_oldest_age_seconds", &tags, age, Always);
+        }
+    }
+    if let Some(reading) = &facts.aggregate {
+        let (counters, gauges) = AggregateCounters::default().read();
+        for (i, (name, _, level)) in counters.into_iter().enumerate() {
+            let v = reading.now[i].saturating_sub(reading.last[i]);
+            push(name, &[], StatValue::Counter(v), level);
+        }
+        for (i, (name, _)) in gauges.into_iter().enumerate() {
+            push(
+                name,
+                &[],
+                StatValue::Gauge(reading.gauges[i] as f64),
+                Always,
+            );
         }
     }
     out

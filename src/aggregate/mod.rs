@@ -14,6 +14,7 @@
 
 mod guard;
 pub mod hll;
+pub mod partial;
 pub mod samples;
 pub mod set;
 pub mod sketch;

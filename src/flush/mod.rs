@@ -30,12 +30,13 @@ pub use self::merge::{Merged, merge};
 use crate::admin::{AdminState, FlusherCommand};
 use crate::aggregate::{Bounds, SeriesGuard};
 use crate::format::time::unix_millis;
+use crate::interval::ClosedInterval;
 use crate::parse::Protocol;
 use crate::receive::{Control, Harvest, socket_drops};
 use crate::settings::{ConfigError, at_least};
 use crate::sink::{Flushed, SinkHandle};
 use crate::snapshot::Snapshot;
-use crate::stats::{self, FlushFacts, SinkTotals};
+use crate::stats::{self, AggregateCounters, AggregateReading, FlushFacts, SinkTotals};
 
 /// How long the flusher waits for receivers to answer a swap before flushing without the
 /// missing ones (their data is then reported in the next flush, not lost).
@@ -116,6 +117,19 @@ pub struct Flusher {
     last_duration: Duration,
     /// The admin plane's view, published after each flush, and its requests.
     admin: Option<(Arc<AdminState>, Receiver<FlusherCommand>)>,
+    /// An aggregator's closed intervals, with their own finalizer (no carry-over: every
+    /// local reports its gauges each interval, and a partition's series may move to another
+    /// aggregator at any rebalance), and its input's counters.
+    global: Option<Global>,
+}
+
+struct Global {
+    closed: Receiver<ClosedInterval>,
+    /// Stops the input (before the final flush).
+    stop: Option<Box<dyn FnOnce() + Send>>,
+    finalizer: Finalizer,
+    counters: Arc<AggregateCounters>,
+    last: [u64; 13],
 }
 
 impl Flusher {
@@ -139,7 +153,32 @@ impl Flusher {
             last_series: 0,
             last_duration: Duration::ZERO,
             admin: None,
+            global: None,
         }
+    }
+
+    /// Also finalizes and offers the intervals an aggregator input closes.
+    pub fn with_closed_intervals(
+        mut self,
+        closed: Receiver<ClosedInterval>,
+        counters: Arc<AggregateCounters>,
+        stop: Box<dyn FnOnce() + Send>,
+    ) -> Flusher {
+        let mut settings = self.settings.finalize.clone();
+        settings.stats = None;
+        settings.carry = CarrySettings {
+            delete_idle_gauges: true,
+            idle_zero_flushes: 0,
+            max_gauges: 0,
+        };
+        self.global = Some(Global {
+            closed,
+            stop: Some(stop),
+            finalizer: Finalizer::new(settings),
+            counters,
+            last: [0; 13],
+        });
+        self
     }
 
     /// Publishes every snapshot to `state` and answers its requests between flushes.
@@ -171,8 +210,22 @@ impl Flusher {
                 Some((_, rx)) => rx.clone(),
                 None => crossbeam_channel::never(),
             };
+            let closed = match &self.global {
+                Some(g) => g.closed.clone(),
+                None => crossbeam_channel::never(),
+            };
             let last = crossbeam_channel::select! {
                 recv(shutdown) -> _ => true,
+                recv(closed) -> interval => {
+                    match interval {
+                        Ok(interval) => self.emit_closed(interval),
+                        // The input is gone (shutting down): stop listening to it.
+                        Err(_) => if let Some(g) = &mut self.global {
+                            g.closed = crossbeam_channel::never();
+                        },
+                    }
+                    continue;
+                }
                 recv(commands) -> command => {
                     if let Ok(command) = command {
                         self.answer(command);
@@ -181,6 +234,11 @@ impl Flusher {
                 }
                 default(Duration::from_millis(boundary - now)) => false,
             };
+            if last && let Some(stop) = self.global.as_mut().and_then(|g| g.stop.take()) {
+                // Intervals it closed but the sinks never saw stay uncommitted: the group's
+                // next owner of their partitions emits them.
+                stop();
+            }
             let timestamp = if last {
                 unix_millis(SystemTime::now())
             } else {
@@ -259,6 +317,28 @@ impl Flusher {
         let flushed = Arc::new(Flushed {
             snapshot,
             interval: interval_state,
+            last,
+            receipt: None,
+        });
+        for sink in &self.sinks {
+            sink.offer(Arc::clone(&flushed));
+        }
+    }
+
+    /// An aggregator's closed interval: finalized with its own timestamp (the interval's
+    /// end) and offered like a local flush; its receipt fires once every sink is done.
+    fn emit_closed(&mut self, closed: ClosedInterval) {
+        let Some(global) = &mut self.global else {
+            return;
+        };
+        let ClosedInterval { state, receipt } = closed;
+        let interval_state = self.keep_interval_state.then(|| Arc::new(state.clone()));
+        let snapshot = Arc::new(global.finalizer.finalize(state, &[]));
+        let flushed = Arc::new(Flushed {
+            snapshot,
+            interval: interval_state,
+            last: false,
+            receipt: Some(receipt),
         });
         for sink in &self.sinks {
             sink.offer(Arc::clone(&flushed));
@@ -303,6 +383,17 @@ impl Flusher {
                 .map(|((sink, now), last)| (sink.name(), *now, *last))
                 .collect(),
             now_ms: timestamp_ms,
+            aggregate: self.global.as_mut().map(|g| {
+                let (counters, gauges) = g.counters.read();
+                let now = counters.map(|c| c.1);
+                let reading = AggregateReading {
+                    now,
+                    last: g.last,
+                    gauges: gauges.map(|g| g.1),
+                };
+                g.last = now;
+                reading
+            }),
         });
         self.last_totals = totals;
         let snapshot = self.finalizer.finalize(state, &internal);

@@ -22,6 +22,7 @@
 //! always answered within that bound. Every metric is in exactly one table: swaps happen only
 //! between whole datagrams.
 
+pub mod kafka;
 mod socket;
 
 use std::io;

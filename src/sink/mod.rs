@@ -47,6 +47,56 @@ pub struct Flushed {
     /// ([`Sink::wants_interval_state`]): the input of outputs that ship partial aggregates to
     /// be merged elsewhere.
     pub interval: Option<Arc<IntervalState>>,
+    /// True for the final flush at shutdown (its snapshot ends at the shutdown time, not on
+    /// an interval boundary).
+    pub last: bool,
+    /// Fires once every sink is done with this flush (see [`Receipt`]).
+    pub receipt: Option<Receipt>,
+}
+
+impl Flushed {
+    /// A flush of `snapshot` alone.
+    pub fn new(snapshot: Arc<Snapshot>) -> Flushed {
+        Flushed {
+            snapshot,
+            interval: None,
+            last: false,
+            receipt: None,
+        }
+    }
+}
+
+/// Reports when every sink is done with a flush: it has been delivered, written to a
+/// sink's spool, or dropped and counted (a full queue or buffer). The aggregator commits
+/// its Kafka offsets on it ([`crate::receive::kafka`]): a crash before that point replays the
+/// interval instead of losing it.
+///
+/// Every holder (the flush itself, each sink's queued batch or delivery track) keeps a
+/// clone; when the last clone is dropped, `id` is sent to the channel given at creation.
+/// Being a drop guard, it cannot be forgotten on any path, panics included.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    _guard: Arc<ReceiptGuard>,
+}
+
+#[derive(Debug)]
+struct ReceiptGuard {
+    id: u64,
+    done: Sender<u64>,
+}
+
+impl Receipt {
+    pub fn new(id: u64, done: Sender<u64>) -> Receipt {
+        Receipt {
+            _guard: Arc::new(ReceiptGuard { id, done }),
+        }
+    }
+}
+
+impl Drop for ReceiptGuard {
+    fn drop(&mut self) {
+        let _ = self.done.send(self.id);
+    }
 }
 
 /// A sink's failure to write one flush at all.
@@ -288,15 +338,12 @@ mod tests {
     }
 
     fn flushed(ts: u64) -> Arc<Flushed> {
-        Arc::new(Flushed {
-            snapshot: Arc::new(Snapshot {
-                timestamp_ms: ts,
-                interval: Duration::from_secs(10),
-                percentiles: Vec::new().into(),
-                series: Vec::new(),
-            }),
-            interval: None,
-        })
+        Arc::new(Flushed::new(Arc::new(Snapshot {
+            timestamp_ms: ts,
+            interval: Duration::from_secs(10),
+            percentiles: Vec::new().into(),
+            series: Vec::new(),
+        })))
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Batch {
     pub(super) id: u64,
     /// Where it is on disk, once spooled.
     pub(super) record: Option<RecordId>,
+    /// Held until the batch is delivered, on disk, or dropped (see [`crate::sink::Receipt`]).
+    pub(super) receipt: Option<crate::sink::Receipt>,
     /// When it was queued (spilling goes by age).
     pub(super) queued: Option<std::time::Instant>,
 }

@@ -88,6 +88,9 @@ struct Track {
     /// disk.
     data: Option<Batch>,
     queued: Instant,
+    /// The flush's receipt once every message is handed over, until they are acknowledged
+    /// or on disk.
+    receipt: Option<super::Receipt>,
 }
 
 impl Track {
@@ -250,6 +253,7 @@ impl DeliveryBuffer {
             track.record = record;
             if record.is_some() {
                 track.data = None;
+                track.receipt = None;
             }
         }
         for batch in self.active.iter_mut() {
@@ -261,6 +265,9 @@ impl DeliveryBuffer {
                 None => spool.append(batch, |i| i >= batch.next_index(), State::Out),
             };
             batch.record = record;
+            if record.is_some() {
+                batch.receipt = None;
+            }
             if let Some(t) = self.tracks.iter_mut().find(|t| t.id == batch.id) {
                 t.record = record;
             }
@@ -321,6 +328,7 @@ impl DeliveryBuffer {
                 record: batch.record,
                 data: None,
                 queued: batch.queued.unwrap_or_else(Instant::now),
+                receipt: None,
             });
         }
         self.active.push_back(batch);
@@ -363,12 +371,15 @@ impl DeliveryBuffer {
     }
 
     /// Every message of `batch` has been handed over.
-    fn taken(&mut self, batch: Batch) {
+    fn taken(&mut self, mut batch: Batch) {
         if self.acknowledged && !batch.is_retry() {
             let keep = matches!(self.spool, SpoolSlot::Open(_));
             if let Some(i) = self.track_index(batch.id) {
                 let track = &mut self.tracks[i];
                 track.taken = true;
+                if track.record.is_none() && batch.record.is_none() {
+                    track.receipt = batch.receipt.take();
+                }
                 track.record = track.record.or(batch.record);
                 if track.unresolved == 0 {
                     self.finish_track(i);
@@ -539,6 +550,7 @@ impl<T: Transport> Sink for BufferedSink<T> {
         let mut batch = Batch::default();
         self.transport.encode(flushed, &mut batch);
         batch.set_flushed_ms(flushed.snapshot.timestamp_ms);
+        batch.receipt = flushed.receipt.clone();
         self.buffer.push_back(batch);
         self.transport.deliver(&mut self.buffer);
         Ok(())

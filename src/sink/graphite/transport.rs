@@ -208,15 +208,12 @@ mod tests {
                 (key, gauge.clone())
             })
             .collect();
-        Flushed {
-            snapshot: Arc::new(Snapshot {
-                timestamp_ms: 1_795_323_600_000,
-                interval: Duration::from_secs(10),
-                percentiles: Vec::new().into(),
-                series,
-            }),
-            interval: None,
-        }
+        Flushed::new(Arc::new(Snapshot {
+            timestamp_ms: 1_795_323_600_000,
+            interval: Duration::from_secs(10),
+            percentiles: Vec::new().into(),
+            series,
+        }))
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | `json` (default) | one series | flat object, pystatsd compatible |
 //! | `json-nested` | one series | `{"name","type","tags":{…},"timestamp","values":{…}}` |
 //! | `influx` | several series, up to `influx_max_message_bytes` | InfluxDB line protocol |
+//! | `partial` | one series' mergeable state, plus end-of-interval markers | protobuf, `src/aggregate/partial.proto` ([`super::partial`]) |
 //!
 //! **`json`** (what pystatsd consumers parse): `name`, `value`, `@timestamp`
 //! (`YYYY-MM-DDTHH:MM:SS.sssZ`, the flush time), `@version` (`"1"`), `metric_type`, the
@@ -36,7 +37,7 @@ use crate::format::time::rfc3339_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::snapshot::{Fields, Snapshot};
 
-/// `format = "json" | "json-nested" | "influx"`.
+/// `format = "json" | "json-nested" | "influx" | "partial"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
@@ -44,6 +45,8 @@ pub enum Format {
     Json,
     JsonNested,
     Influx,
+    /// Mergeable partial aggregates for fleet aggregators ([`super::partial`]).
+    Partial,
 }
 
 /// The fixed fields of a `json` message.

@@ -18,6 +18,8 @@
 //! keeps delivering for up to `shutdown_timeout_ms` and reports what remained undelivered.
 
 pub mod encode;
+pub mod partial;
+pub mod partition;
 pub mod topic;
 pub mod transport;
 
@@ -69,6 +71,8 @@ pub struct KafkaConfig {
     pub shutdown_timeout_ms: u64,
     /// Passed verbatim to librdkafka (SASL, SSL, anything else); wins over the keys above.
     pub properties: BTreeMap<String, String>,
+    /// This host's name in `partial` messages; empty: the host name.
+    pub source_id: String,
 }
 
 /// `key = "series" | "name" | "none"`.
@@ -101,6 +105,7 @@ impl Default for KafkaConfig {
             influx_max_message_bytes: 64 << 10,
             shutdown_timeout_ms: 30_000,
             properties: BTreeMap::new(),
+            source_id: String::new(),
         }
     }
 }
@@ -120,6 +125,10 @@ pub struct KafkaFlags {
     /// Message format of the `kafka` sink.
     #[arg(long, value_name = "FORMAT")]
     pub kafka_format: Option<Format>,
+
+    /// This host's name in the `kafka` sink's `partial` messages (default: the host name).
+    #[arg(long, value_name = "ID")]
+    pub source_id: Option<String>,
 }
 
 impl SinkSpec for KafkaConfig {
@@ -178,6 +187,22 @@ impl SinkSpec for KafkaConfig {
                 );
             }
         }
+        if self.format == Format::Partial {
+            if template.as_fixed().is_none() {
+                return err(
+                    "topic",
+                    "format \"partial\" needs one fixed topic (aggregators read one)".into(),
+                );
+            }
+            if self.key != KeyMode::Series {
+                return err(
+                    "key",
+                    "format \"partial\" is always keyed by series (a series must stay on \
+                     one partition)"
+                        .into(),
+                );
+            }
+        }
         if self.buffer_bytes < 1 << 20 {
             return err("buffer_bytes", "must be at least 1048576 (1 MiB)".into());
         }
@@ -209,7 +234,8 @@ impl SinkSpec for KafkaConfig {
     fn flagged_sink(flags: &KafkaFlags) -> Option<&'static str> {
         let any = !flags.kafka_brokers.is_empty()
             || flags.kafka_topic.is_some()
-            || flags.kafka_format.is_some();
+            || flags.kafka_format.is_some()
+            || flags.source_id.is_some();
         any.then_some("kafka")
     }
 
@@ -222,6 +248,9 @@ impl SinkSpec for KafkaConfig {
         }
         if let Some(f) = flags.kafka_format {
             self.format = f;
+        }
+        if let Some(id) = &flags.source_id {
+            self.source_id = id.clone();
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use rdkafka::ClientContext;
@@ -13,7 +13,9 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 
 use super::KafkaConfig;
-use super::encode::BatchEncoder;
+use super::encode::{BatchEncoder, Format};
+use super::partial::{PartialEncoder, host_name};
+use crate::format::time::unix_millis;
 use crate::logging::RateLimit;
 use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, MessageRef, Tag, Transport};
 use crate::sink::{ConfigError, Flushed, SinkCounters};
@@ -120,13 +122,31 @@ fn is_retriable(err: &KafkaError) -> bool {
     )
 }
 
+/// How long one metadata request (the partials topic's partition count) may block the sink
+/// thread: only while no broker answers, when nothing can be delivered anyway.
+const METADATA_TIMEOUT: Duration = Duration::from_millis(500);
+/// A known partition count is refreshed this often; a failed lookup is retried this often.
+const METADATA_REFRESH: Duration = Duration::from_secs(60);
+const METADATA_RETRY: Duration = Duration::from_secs(10);
+
+/// The partials topic's partition count, as last fetched.
+#[derive(Default)]
+struct PartitionCount {
+    known: Option<u32>,
+    fetched: Option<Instant>,
+    tried: Option<Instant>,
+}
+
 /// The Kafka transport (see the module docs of [`super`]).
 pub struct KafkaTransport {
     name: String,
     producer: BaseProducer<DeliveryContext>,
     encoder: BatchEncoder,
+    /// `format = "partial"`.
+    partial: Option<(PartialEncoder, PartitionCount)>,
     retries: Receiver<Retry>,
     counters: Arc<SinkCounters>,
+    unsequenced: RateLimit,
 }
 
 impl KafkaTransport {
@@ -166,13 +186,66 @@ impl KafkaTransport {
                     format!("cannot create the Kafka producer: {other}"),
                 ),
             })?;
+        let partial = (config.format == Format::Partial).then(|| {
+            let source_id = if config.source_id.is_empty() {
+                host_name()
+            } else {
+                config.source_id.clone()
+            };
+            let epoch = unix_millis(SystemTime::now());
+            let encoder = PartialEncoder::new(&config.topic, source_id, epoch);
+            (encoder, PartitionCount::default())
+        });
         Ok(KafkaTransport {
             name: name.to_string(),
             producer,
             encoder: BatchEncoder::new(config),
+            partial,
             retries,
             counters,
+            unsequenced: RateLimit::new(Duration::from_secs(60)),
         })
+    }
+
+    /// The partials topic's partition count: cached, refreshed now and then, fetched with a
+    /// bounded wait.
+    fn partition_count(&mut self) -> Option<u32> {
+        let (encoder, count) = self.partial.as_mut()?;
+        let now = Instant::now();
+        let stale = count.fetched.is_none_or(|t| now - t >= METADATA_REFRESH);
+        let may_try = count.tried.is_none_or(|t| now - t >= METADATA_RETRY);
+        if stale && may_try {
+            count.tried = Some(now);
+            let topic = encoder.topic().to_string();
+            match self
+                .producer
+                .client()
+                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+            {
+                Ok(metadata) => {
+                    let n = metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())
+                        .map(|t| t.partitions().len() as u32)
+                        .filter(|n| *n > 0);
+                    if let Some(n) = n {
+                        if count.known.is_some_and(|k| k != n) {
+                            log::warn!(
+                                "sink {}: topic {topic} now has {n} partitions (was {:?}): \
+                                 series move, aggregators may emit an interval twice",
+                                self.name,
+                                count.known
+                            );
+                        }
+                        count.known = Some(n);
+                        count.fetched = Some(now);
+                    }
+                }
+                Err(e) => log::debug!("sink {}: metadata of {topic}: {e}", self.name),
+            }
+        }
+        count.known
     }
 
     /// Hands the batch's messages to librdkafka until its queue is full; returns the tags
@@ -231,6 +304,23 @@ impl KafkaTransport {
 
 impl Transport for KafkaTransport {
     fn encode(&mut self, flushed: &Flushed, batch: &mut Batch) {
+        if self.partial.is_some() {
+            let partitions = self.partition_count();
+            if partitions.is_none()
+                && let Some(suppressed) = self.unsequenced.allow()
+            {
+                log::warn!(
+                    "sink {}: the partition count of the partials topic is unknown (no broker \
+                     answered): partials go unsequenced and without markers; aggregators \
+                     close these intervals by grace ({suppressed} more such flushes)",
+                    self.name
+                );
+            }
+            if let Some((encoder, _)) = &mut self.partial {
+                encoder.encode(flushed, partitions, batch);
+            }
+            return;
+        }
         self.encoder.encode(&flushed.snapshot, batch);
     }
 

@@ -1,0 +1,368 @@
+//! The consumer-group thread: an rdkafka `BaseConsumer` it polls itself (no async runtime),
+//! feeding the [`Window`] and committing what every sink has taken.
+//!
+//! Rebalance callbacks run inside `poll`; they only queue the change, and the loop applies
+//! it before it looks at the next message, so no message of a revoked partition is merged.
+//! On assignment the committed metadata (`v1 closed_through=<ms>`) tells which intervals the
+//! previous owner already emitted.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::AggregateConfig;
+use super::window::{Window, WindowSettings};
+use crate::aggregate::partial;
+use crate::format::time::unix_millis;
+use crate::interval::ClosedInterval;
+use crate::logging::RateLimit;
+use crate::settings::ConfigError;
+use crate::sink::Receipt;
+use crate::stats::AggregateCounters;
+
+/// Messages handled per loop turn at most, so receipts and closes are never starved.
+const DRAIN: usize = 10_000;
+/// Offsets are committed at most this often.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+
+enum GroupEvent {
+    Assign(Vec<i32>),
+    Revoke(Vec<i32>),
+}
+
+struct GroupContext {
+    events: parking_lot::Mutex<Vec<GroupEvent>>,
+    counters: Arc<AggregateCounters>,
+    errors: parking_lot::Mutex<RateLimit>,
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(suppressed) = self.errors.lock().allow() {
+            log::warn!(
+                "aggregate: librdkafka: {error}: {reason} ({suppressed} more since the last report)"
+            );
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.events.lock().push(GroupEvent::Revoke(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.events.lock().push(GroupEvent::Assign(partitions(tpl)));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.counters
+                .commit_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(suppressed) = self.errors.lock().allow() {
+                log::warn!(
+                    "aggregate: offset commit failed: {e} ({suppressed} more since the last report)"
+                );
+            }
+        }
+    }
+}
+
+/// The running input; [`AggregateInput::stop`] ends it.
+pub struct AggregateInput {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl AggregateInput {
+    /// Leaves the group (its partitions move to the other aggregators at once) and waits.
+    /// Open intervals are not emitted: their offsets are uncommitted, so the new owner
+    /// replays them.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            log::error!("aggregate: input thread panicked");
+        }
+    }
+}
+
+/// Joins the group and starts the input thread; closed intervals go to `closed`.
+pub fn spawn(
+    config: &AggregateConfig,
+    window: WindowSettings,
+    counters: Arc<AggregateCounters>,
+    closed: Sender<ClosedInterval>,
+) -> Result<AggregateInput, ConfigError> {
+    let mut client = ClientConfig::new();
+    let ours = [
+        ("bootstrap.servers", config.from.join(","), "aggregate.from"),
+        ("group.id", config.group.clone(), "aggregate.group"),
+        ("enable.auto.commit", "false".into(), "aggregate"),
+        ("enable.auto.offset.store", "false".into(), "aggregate"),
+        ("auto.offset.reset", "earliest".into(), "aggregate"),
+        (
+            "partition.assignment.strategy",
+            "cooperative-sticky".into(),
+            "aggregate",
+        ),
+    ];
+    for (k, v, _) in &ours {
+        client.set(*k, v);
+    }
+    for (k, v) in &config.properties {
+        client.set(k, v);
+    }
+    let context = GroupContext {
+        events: parking_lot::Mutex::new(Vec::new()),
+        counters: Arc::clone(&counters),
+        errors: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
+    };
+    let consumer: BaseConsumer<GroupContext> =
+        client.create_with_context(context).map_err(|e| match &e {
+            KafkaError::ClientConfig(_, desc, key, _) => {
+                let from = ours
+                    .iter()
+                    .find(|(k, _, _)| k == key)
+                    .map_or_else(|| format!("aggregate.properties.{key:?}"), |o| o.2.into());
+                ConfigError::new(from, format!("librdkafka: {desc}"))
+            }
+            other => ConfigError::new(
+                "aggregate",
+                format!("cannot create the Kafka consumer: {other}"),
+            ),
+        })?;
+    consumer
+        .subscribe(&[&config.topic])
+        .map_err(|e| ConfigError::new("aggregate.topic", format!("cannot subscribe: {e}")))?;
+    let (stop_tx, stop) = crossbeam_channel::bounded(1);
+    let mut input = Input {
+        topic: config.topic.clone(),
+        bounds: window.bounds,
+        window: Window::new(window, Arc::clone(&counters)),
+        closed,
+        receipts: crossbeam_channel::unbounded(),
+        counters,
+        bad: RateLimit::new(Duration::from_secs(10)),
+        last_commit: Instant::now(),
+    };
+    let thread = thread::Builder::new()
+        .name("aggregate-in".into())
+        .spawn(move || input.run(&consumer, &stop))
+        .map_err(|e| ConfigError::new("aggregate", format!("cannot start the thread: {e}")))?;
+    Ok(AggregateInput {
+        stop: stop_tx,
+        thread,
+    })
+}
+
+type GroupConsumer = BaseConsumer<GroupContext>;
+
+struct Input {
+    topic: String,
+    bounds: crate::aggregate::Bounds,
+    window: Window,
+    closed: Sender<ClosedInterval>,
+    receipts: (Sender<u64>, Receiver<u64>),
+    counters: Arc<AggregateCounters>,
+    bad: RateLimit,
+    last_commit: Instant,
+}
+
+fn now_ms() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
+impl Input {
+    fn run(&mut self, consumer: &GroupConsumer, stop: &Receiver<()>) {
+        log::info!(
+            "aggregate: reading partials from topic {} as a member of the group",
+            self.topic
+        );
+        loop {
+            if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
+                break;
+            }
+            self.apply_events(consumer);
+            for id in self.receipts.1.try_iter() {
+                self.window.settle(id);
+            }
+            for c in self.window.close_due(now_ms()) {
+                let receipt = Receipt::new(c.id, self.receipts.0.clone());
+                let closed = ClosedInterval {
+                    state: c.state,
+                    receipt,
+                };
+                if self.closed.send(closed).is_err() {
+                    return;
+                }
+            }
+            if self.last_commit.elapsed() >= COMMIT_EVERY {
+                self.commit(consumer, CommitMode::Async);
+            }
+            let mut message = consumer.poll(Duration::from_millis(50));
+            let mut handled = 0;
+            while let Some(result) = message {
+                // A rebalance served inside that poll applies before the next message.
+                self.apply_events(consumer);
+                match result {
+                    Ok(msg) => {
+                        let (p, offset) = (msg.partition(), msg.offset());
+                        let now = now_ms();
+                        match partial::decode(msg.payload().unwrap_or_default(), &self.bounds) {
+                            Ok(envelope) => self.window.offer(p, offset, envelope, now),
+                            Err(e) => {
+                                self.counters
+                                    .invalid
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                self.window.skip(p, offset, now);
+                                if let Some(suppressed) = self.bad.allow() {
+                                    log::warn!(
+                                        "aggregate: partition {p} offset {offset}: {e} \
+                                         ({suppressed} more since the last report)"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(suppressed) = self.bad.allow() {
+                            log::warn!(
+                                "aggregate: consumer: {e} ({suppressed} more since the last report)"
+                            );
+                        }
+                    }
+                }
+                handled += 1;
+                if handled >= DRAIN {
+                    break;
+                }
+                message = consumer.poll(Duration::ZERO);
+            }
+        }
+        for id in self.receipts.1.try_iter() {
+            self.window.settle(id);
+        }
+        self.commit(consumer, CommitMode::Sync);
+        log::info!("aggregate: leaving the group");
+    }
+
+    /// Applies the rebalances `poll` reported.
+    fn apply_events(&mut self, consumer: &GroupConsumer) {
+        let events = std::mem::take(&mut *consumer.context().events.lock());
+        for event in events {
+            self.counters
+                .rebalances
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match event {
+                GroupEvent::Revoke(parts) => {
+                    // What every sink has taken is committed while the partitions are ours.
+                    if !consumer.assignment_lost() {
+                        self.commit(consumer, CommitMode::Sync);
+                    }
+                    for p in &parts {
+                        self.window.revoke(*p);
+                    }
+                    log::info!("aggregate: partitions {parts:?} revoked");
+                }
+                GroupEvent::Assign(parts) => {
+                    let closed = self.committed(consumer, &parts);
+                    let now = now_ms();
+                    for p in &parts {
+                        let through = closed.iter().find(|(q, _)| q == p).and_then(|c| c.1);
+                        self.window.assign(*p, through, now);
+                    }
+                    log::info!("aggregate: partitions {parts:?} assigned");
+                }
+            }
+        }
+    }
+
+    /// The `closed_through` each partition's last commit recorded.
+    fn committed(&self, consumer: &GroupConsumer, parts: &[i32]) -> Vec<(i32, Option<u64>)> {
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            tpl.add_partition(&self.topic, *p);
+        }
+        match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.partition(), parse_metadata(e.metadata())))
+                .collect(),
+            Err(e) => {
+                log::warn!(
+                    "aggregate: cannot read the committed offsets of {parts:?}: {e}; \
+                     intervals emitted before the rebalance may be emitted again"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn commit(&mut self, consumer: &GroupConsumer, mode: CommitMode) {
+        self.last_commit = Instant::now();
+        let positions = self.window.commits();
+        if positions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, position) in positions {
+            let mut e = tpl.add_partition(&self.topic, p);
+            if e.set_offset(Offset::Offset(position.offset)).is_err() {
+                continue;
+            }
+            if let Some(c) = position.closed_through {
+                e.set_metadata(format!("v1 closed_through={c}"));
+            }
+        }
+        self.counters
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            self.counters
+                .commit_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(suppressed) = self.bad.allow() {
+                log::warn!(
+                    "aggregate: offset commit failed: {e} ({suppressed} more since the last report)"
+                );
+            }
+        }
+    }
+}
+
+/// `v1 closed_through=<ms>` → the interval start.
+fn parse_metadata(metadata: &str) -> Option<u64> {
+    metadata
+        .strip_prefix("v1 closed_through=")
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn commit_metadata_round_trips() {
+        assert_eq!(
+            super::parse_metadata("v1 closed_through=1700000000000"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(super::parse_metadata(""), None);
+        assert_eq!(super::parse_metadata("v2 something"), None);
+    }
+}
