@@ -165,6 +165,15 @@ fn help_documents_every_flag() {
         "--no-stats",
         "--console",
         "--log-level",
+        "--source-id",
+        "--aggregate-from",
+        "--aggregate-topic",
+        "--aggregate-group",
+        "--aggregate-grace-ms",
+        "--aggregate-live-intervals",
+        "--aggregate-late",
+        "--aggregate-per-source-types",
+        "--aggregate-source-tag",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -323,4 +332,26 @@ fn invalid_kafka_settings_name_the_key() {
         "[sinks.k]\ntype = \"kafka\"\nformat = \"xml\"\n",
     );
     assert!(e.contains("key `sinks.k.format`"), "{e}");
+}
+
+#[test]
+fn invalid_aggregate_settings_name_the_key() {
+    let e = config_error(
+        "agg-types",
+        "[aggregate]\nfrom = [\"127.0.0.1:9092\"]\nper_source_types = [\"gauge\", \"meter\"]\n",
+    );
+    assert!(
+        e.contains("key `aggregate.per_source_types[1]`: \"meter\" is not a metric type"),
+        "{e}"
+    );
+    let e = config_error("agg-late", "[aggregate]\nlate = \"keep\"\n");
+    assert!(e.contains("key `aggregate.late`"), "{e}");
+    let e = config_error(
+        "partial-topic",
+        "[sinks.k]\ntype = \"kafka\"\nformat = \"partial\"\ntopic = \"m.{type}\"\n",
+    );
+    assert!(
+        e.contains("key `sinks.k.topic`: format \"partial\" needs one fixed topic"),
+        "{e}"
+    );
 }

@@ -557,3 +557,79 @@ fn murmur2_matches_the_java_client() {
     );
     assert_eq!(murmur2(b"abc") as i32, 479470107);
 }
+
+#[test]
+fn partial_format_numbers_partials_per_partition_and_marks_every_partition() {
+    use rstatsd::aggregate::Bounds;
+    use rstatsd::aggregate::Value as Agg;
+    use rstatsd::aggregate::partial::{Envelope, decode};
+
+    let cluster = cluster(1, &["partials"]);
+    let bootstrap = cluster.bootstrap_servers();
+    let config = kafka_config(
+        "kafka-partial",
+        &bootstrap,
+        "topic = \"partials\"\nformat = \"partial\"\nsource_id = \"web-7\"",
+    );
+    let d = start_single_flush(&config);
+    let sock = sender(d.statsd.unwrap());
+    d.send_statsd(
+        &sock,
+        b"a:1|c\nb:2|c|#env:prod\nc:3|c\nd:4|g\ne:5|ms\ne:6|ms\nf:x|s\ng:1|c\nh:1|c\n",
+    );
+    let out = d.stop();
+    assert!(out.status.success(), "{:?}", out.stderr);
+
+    let messages = consume_all(&bootstrap, &["partials"]);
+    // Eight series, then one marker per partition.
+    assert_eq!(messages.len(), 8 + PARTITIONS as usize, "{messages:#?}");
+    let mut seqs: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+    let mut markers: BTreeMap<i32, u32> = BTreeMap::new();
+    let mut values = BTreeMap::new();
+    let mut starts = BTreeSet::new();
+    for m in &messages {
+        match decode(&m.raw, &Bounds::default()).expect("a partial") {
+            Envelope::Partial(p) => {
+                let key = m.key.clone().expect("keyed by series");
+                assert_eq!(
+                    m.partition,
+                    java_partition(key.as_bytes(), PARTITIONS as u32)
+                );
+                assert_eq!(p.origin.source_id, "web-7");
+                assert_eq!(p.origin.interval_ms, 86_400_000);
+                starts.insert(p.origin.interval_start_ms);
+                seqs.entry(m.partition)
+                    .or_default()
+                    .push(p.seq.expect("sequenced"));
+                values.insert(key, p.value);
+            }
+            Envelope::End(e) => {
+                assert_eq!(m.key.as_deref(), Some("web-7"));
+                assert_eq!(e.partitions, PARTITIONS as u32);
+                assert!(e.last, "the final flush at shutdown");
+                starts.insert(e.origin.interval_start_ms);
+                assert!(markers.insert(m.partition, e.partials).is_none());
+            }
+        }
+    }
+    assert_eq!(starts.len(), 1, "one interval: {starts:?}");
+    // Every partition got a marker counting exactly its partials, numbered 0, 1, ….
+    assert_eq!(markers.len(), PARTITIONS as usize);
+    for (p, n) in &markers {
+        let got = seqs.remove(p).unwrap_or_default();
+        assert_eq!(got, (0..*n).collect::<Vec<_>>(), "partition {p}");
+    }
+    assert!(seqs.is_empty());
+    assert_eq!(values["a"], Agg::Counter(1.0));
+    assert_eq!(values["b,env=prod"], Agg::Counter(2.0));
+    let Agg::Timer(t) = &values["e"] else {
+        panic!("{:?}", values["e"])
+    };
+    assert_eq!((t.values.as_slice(), t.count), (&[5.0, 6.0][..], 2.0));
+    let Agg::Set(s) = &values["f"] else { panic!() };
+    assert_eq!(s.cardinality(), 1.0);
+    let Agg::Gauge(g) = &values["d"] else {
+        panic!()
+    };
+    assert_eq!((g.value, g.absolute), (4.0, true));
+}

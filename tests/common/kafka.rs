@@ -16,7 +16,8 @@ impl From<&BorrowedMessage<'_>> for Consumed {
             topic: msg.topic().to_string(),
             partition: msg.partition(),
             key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
-            payload: String::from_utf8(msg.payload().unwrap_or_default().to_vec()).unwrap(),
+            payload: String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned(),
+            raw: msg.payload().unwrap_or_default().to_vec(),
         }
     }
 }
@@ -50,7 +51,9 @@ pub struct Consumed {
     pub topic: String,
     pub partition: i32,
     pub key: Option<String>,
+    /// The payload as text (binary formats: lossy; use `raw`).
     pub payload: String,
+    pub raw: Vec<u8>,
 }
 
 /// Reads every message in `topics`, up to each partition's high watermark at call time.
