@@ -251,7 +251,9 @@ impl Server {
 #[cfg(feature = "kafka")]
 fn with_aggregate_input(config: &Config, flusher: Flusher) -> Result<Flusher, ServerError> {
     let counters = Arc::<crate::stats::AggregateCounters>::default();
-    let (tx, rx) = bounded(16);
+    // Unbounded: the input must never block on the flusher, which stops it at shutdown.
+    // A handful of closed intervals per flush interval.
+    let (tx, rx) = unbounded();
     let window = config
         .aggregate
         .window(config.flush.interval_ms, config.bounds());
