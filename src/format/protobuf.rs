@@ -148,7 +148,9 @@ const WIRE_TYPE: &str = "a field has the wrong wire type";
 /// Iterates over a message's fields; unknown wire types (groups, reserved) are an error,
 /// unknown fields are the caller's to skip.
 #[inline]
-pub(crate) fn fields(mut data: &[u8]) -> impl Iterator<Item = Result<(u32, Field<'_>), &'static str>> {
+pub(crate) fn fields(
+    mut data: &[u8],
+) -> impl Iterator<Item = Result<(u32, Field<'_>), &'static str>> {
     std::iter::from_fn(move || {
         if data.is_empty() {
             return None;
