@@ -1074,6 +1074,72 @@ mod tests {
         assert_eq!(decoded(&bytes, &Bounds::default()), want);
     }
 
+    /// The fuzz target's seeds (`fuzz/corpus_seeds/partial_decode/`): one message of every
+    /// kind. `RSTATSD_WRITE_SEEDS=1 cargo test --lib partial::tests::fuzz_seeds` rewrites them.
+    #[test]
+    fn fuzz_seeds_decode_to_what_wrote_them() {
+        let b = Bounds {
+            set_lg_k: 6,
+            ..small()
+        };
+        let mut seeds = Vec::new();
+        let mut seed = |name: &str, key: SeriesKey, value: Value, ns: u64| {
+            seeds.push((name.to_owned(), encoded(Some(3), &key, &value, ns)));
+        };
+        seed(
+            "counter",
+            key("hits", MetricType::Counter),
+            Value::Counter(2.5),
+            0,
+        );
+        let g = value(MetricType::Gauge, &[Sample::Value(4.0)], &b);
+        seed(
+            "gauge",
+            key("queue", MetricType::Gauge),
+            g,
+            1_795_323_605_000_000_000,
+        );
+        let raw = value(MetricType::Timer, &numbers(3), &b);
+        seed("timer_raw", key("t", MetricType::Timer), raw, 0);
+        let sketched = value(MetricType::Histogram, &numbers(20), &b);
+        seed(
+            "histogram_sketched",
+            key("h", MetricType::Histogram),
+            sketched,
+            0,
+        );
+        let exact = value(MetricType::Set, &members(0..1), &b);
+        seed("set_exact", key("u", MetricType::Set), exact, 0);
+        let hll = value(MetricType::Set, &members(0..40), &b);
+        seed("set_hll", key("u", MetricType::Set), hll, 0);
+        let mut end = Vec::new();
+        let interval_end = IntervalEnd {
+            origin: origin(),
+            partials: 4,
+            partitions: 2,
+            last: false,
+        };
+        encode_end(&mut end, &interval_end);
+        seeds.push(("end".to_owned(), end));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus_seeds/partial_decode");
+        for (name, bytes) in seeds {
+            let path = dir.join(name);
+            if std::env::var_os("RSTATSD_WRITE_SEEDS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let on_disk = std::fs::read(&path).unwrap();
+            assert_eq!(
+                decode(&on_disk, &b),
+                decode(&bytes, &b),
+                "{}",
+                path.display()
+            );
+            assert!(decode(&bytes, &b).is_ok());
+        }
+    }
+
     proptest! {
         #[test]
         fn counters_and_gauges_round_trip(
