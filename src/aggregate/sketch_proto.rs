@@ -73,8 +73,11 @@ fn unzigzag(v: u64) -> Result<i32, BadProto> {
     protobuf::unzigzag(v).map_err(BadProto)
 }
 
+/// 2^53: the most samples a sketch holds (whole numbers in a double are exact up to it).
+const MAX_SAMPLES: u64 = 1 << 53;
+
 fn count(v: f64) -> Result<u64, BadProto> {
-    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0 {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < MAX_SAMPLES as f64 {
         Ok(v as u64)
     } else {
         Err(BadProto("a bin count is not a whole number of samples"))
@@ -97,6 +100,17 @@ pub fn decode(data: &[u8], max_bins: usize) -> Result<Sketch, BadProto> {
         }
     }
     let (mapping, offset) = mapping.ok_or(BadProto("no mapping"))?;
+    // Beyond 2^53 samples counts are not whole numbers in a double; refusing them also keeps
+    // the stores' u64 totals (and a few merges of them) from overflowing.
+    let samples = stores
+        .iter()
+        .flatten()
+        .map(|&(_, n)| n)
+        .chain([zero])
+        .try_fold(0u64, |total, n| total.checked_add(n).filter(|&t| t <= MAX_SAMPLES));
+    if samples.is_none() {
+        return Err(BadProto("more samples than a sketch counts exactly"));
+    }
     let mut sketch = Sketch::new(mapping, max_bins);
     let [positive, negative] = stores;
     for (negative, bins) in [(false, positive), (true, negative)] {
@@ -192,6 +206,16 @@ mod tests {
         assert_eq!(
             decode(&bytes[..bytes.len() - 3], 2048).err().map(|e| e.0),
             Some("truncated")
+        );
+        // Counts that would overflow the totals are refused.
+        let mut huge = Sketch::new(Mapping::with_scale(6), 2048);
+        huge.add_bin(false, 1, 1 << 52);
+        huge.add_bin(false, 2, 1 << 52);
+        assert_eq!(decode(&encode(&huge), 2048).map(|s| s.count()), Ok(1 << 53));
+        huge.add_zeros(1);
+        assert_eq!(
+            decode(&encode(&huge), 2048).err().map(|e| e.0),
+            Some("more samples than a sketch counts exactly")
         );
         // An empty sketch is a mapping and two empty stores.
         let empty = Sketch::new(Mapping::with_scale(6), 2048);
