@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::hll::Hll;
+use crate::aggregate::partial::{self, Envelope};
 use crate::aggregate::sketch_proto;
 use crate::aggregate::timer::Percentile;
-use crate::aggregate::{AggregateLimits, Bounds, SeriesGuard, Table};
+use crate::aggregate::{AggregateLimits, Bounds, Samples, SeriesGuard, Table, Value};
 use crate::config::Config;
 use crate::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
 use crate::format::json::render_nested;
@@ -157,6 +158,61 @@ pub fn sketch_decoders(data: &[u8]) {
         );
         assert!(hll.estimate() >= 0.0);
     }
+}
+
+/// The partials decoder on any bytes, with the default bounds and small ones: it must not
+/// panic, and what it decodes must encode into a message that decodes to the same thing
+/// (sketches compared by their bins: a decoded sketch's count of collapsed bins is its own).
+pub fn partial_decode(data: &[u8]) {
+    for bounds in [Bounds::default(), small_bounds()] {
+        let Ok(envelope) = partial::decode(data, &bounds) else {
+            continue;
+        };
+        let mut again = Vec::new();
+        match &envelope {
+            Envelope::Partial(p) => {
+                let ns = match &p.value {
+                    Value::Gauge(g) => g.stamp,
+                    _ => 0,
+                };
+                partial::encode_partial(&mut again, &p.origin, p.seq, &p.key, &p.value, ns);
+            }
+            Envelope::End(end) => partial::encode_end(&mut again, end),
+        }
+        let twice = partial::decode(&again, &bounds).expect("what rstatsd encodes decodes");
+        let same = match (&envelope, &twice) {
+            (Envelope::Partial(a), Envelope::Partial(b)) => {
+                (&a.origin, a.seq, &a.key) == (&b.origin, b.seq, &b.key)
+                    && same_value(&a.value, &b.value)
+            }
+            (a, b) => a == b,
+        };
+        assert!(same, "{envelope:?} came back as {twice:?}");
+    }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Timer(x), Value::Timer(y))
+        | (Value::Histogram(x), Value::Histogram(y))
+        | (Value::Distribution(x), Value::Distribution(y)) => same_samples(x, y),
+        _ => a == b,
+    }
+}
+
+fn same_samples(x: &Samples, y: &Samples) -> bool {
+    let sketches = match (&x.sketched, &y.sketched) {
+        (None, None) => true,
+        (Some(s), Some(t)) => {
+            s.totals == t.totals
+                && s.sketch.mapping() == t.sketch.mapping()
+                && s.sketch.positive() == t.sketch.positive()
+                && s.sketch.negative() == t.sketch.negative()
+                && s.sketch.zero_count() == t.sketch.zero_count()
+        }
+        _ => false,
+    };
+    x.values == y.values && x.count == y.count && sketches
 }
 
 /// The configuration loader and validator on arbitrary text.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 type Harness = fn(&[u8]);
 
-const TARGETS: [(&str, Harness); 5] = [
+const TARGETS: [(&str, Harness); 6] = [
     ("line_parser", rstatsd::fuzzing::line_parser),
     ("json_parser", rstatsd::fuzzing::json_parser),
     (
@@ -14,6 +14,7 @@ const TARGETS: [(&str, Harness); 5] = [
     ),
     ("config", rstatsd::fuzzing::config),
     ("sketch_decoders", rstatsd::fuzzing::sketch_decoders),
+    ("partial_decode", rstatsd::fuzzing::partial_decode),
 ];
 
 /// Runs `harness` on every file in `dir` (if it exists); returns how many.

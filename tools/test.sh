@@ -27,10 +27,12 @@ for component in rustfmt clippy; do
 done
 
 # The third-party readers of what rstatsd writes (tests/readers.rs): DataDog's ddsketch with
-# its protobuf reader, Apache DataSketches, and crc32c for tools/spool_dump.py.
-if ! python3 -c 'import ddsketch.pb.proto, datasketches, crc32c' 2>/dev/null; then
-    echo "==> installing the Python readers (ddsketch, datasketches, crc32c)"
-    readers=("ddsketch[serialization]==3.0.1" "datasketches==5.2.0" "crc32c==2.7.1")
+# its protobuf reader, Apache DataSketches, crc32c for tools/spool_dump.py, and grpcio-tools
+# (protoc) to compile src/aggregate/partial.proto for Python.
+if ! python3 -c 'import ddsketch.pb.proto, datasketches, crc32c, grpc_tools' 2>/dev/null; then
+    echo "==> installing the Python readers (ddsketch, datasketches, crc32c, grpcio-tools)"
+    readers=("ddsketch[serialization]==3.0.1" "datasketches==5.2.0" "crc32c==2.7.1"
+        "grpcio-tools==1.85.1")
     pip=(python3 -m pip install --quiet --disable-pip-version-check)
     # Debian's own python3 is "externally managed" (PEP 668): install for the user there.
     "${pip[@]}" "${readers[@]}" 2>/dev/null ||

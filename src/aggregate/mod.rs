@@ -9,6 +9,8 @@
 //! - [`samples`] and [`set`]: the bounded state of timers and sets: exact up to
 //!   [`Bounds`], then a DDSketch ([`sketch`]) or a HyperLogLog ([`hll`]), both mergeable.
 //! - [`timer`] computes Etsy's timer statistics from sorted samples, or from a sketch.
+//! - [`partial`]: the protobuf wire format of a series' state for fleet-wide aggregation
+//!   (one message per series per interval from each source, merged by an aggregator).
 //! - [`SeriesGuard`] is the cardinality guard the receivers share: it bounds the series
 //!   held per interval, overall and per metric name.
 

@@ -10,6 +10,7 @@
 //! accepts; the reader here also takes the sparse `binCounts` map.
 
 use super::sketch::{MAX_INDEX, Mapping, Sketch, Store};
+use crate::format::protobuf::{self, Field, double_field, len_field, tag, varint, zigzag};
 
 /// Why bytes are not a sketch this build can merge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,99 +59,25 @@ fn store(s: &Store) -> Vec<u8> {
     out
 }
 
-fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, u64::from(field) << 3 | u64::from(wire));
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i32) -> u64 {
-    u64::from(((v << 1) ^ (v >> 31)) as u32)
-}
-
-fn double_field(out: &mut Vec<u8>, field: u32, v: f64) {
-    tag(out, field, 1);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    tag(out, field, 2);
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// One field of a message: its number and value.
-enum Field<'a> {
-    Varint(u64),
-    Fixed64([u8; 8]),
-    Bytes(&'a [u8]),
-}
-
-/// Iterates over a message's fields; unknown wire types are an error, unknown fields are
-/// the caller's to skip.
-fn fields(mut data: &[u8]) -> impl Iterator<Item = Result<(u32, Field<'_>), BadProto>> {
-    std::iter::from_fn(move || {
-        if data.is_empty() {
-            return None;
-        }
-        Some((|| {
-            let key = read_varint(&mut data)?;
-            let field = u32::try_from(key >> 3).map_err(|_| BadProto("field number"))?;
-            let value = match key & 7 {
-                0 => Field::Varint(read_varint(&mut data)?),
-                1 => {
-                    let (v, rest) = data.split_first_chunk::<8>().ok_or(BadProto("truncated"))?;
-                    data = rest;
-                    Field::Fixed64(*v)
-                }
-                2 => {
-                    let len =
-                        usize::try_from(read_varint(&mut data)?).map_err(|_| BadProto("length"))?;
-                    if len > data.len() {
-                        return Err(BadProto("truncated"));
-                    }
-                    let (v, rest) = data.split_at(len);
-                    data = rest;
-                    Field::Bytes(v)
-                }
-                5 => {
-                    let (_, rest) = data.split_first_chunk::<4>().ok_or(BadProto("truncated"))?;
-                    data = rest;
-                    Field::Varint(0)
-                }
-                _ => return Err(BadProto("wire type")),
-            };
-            Ok((field, value))
-        })())
+/// The shared field reader, its reasons as [`BadProto`], and a `fixed32` field read as the
+/// varint 0 (no field of the DDSketch message is 32-bit; what this decoder always did).
+fn fields(data: &[u8]) -> impl Iterator<Item = Result<(u32, Field<'_>), BadProto>> {
+    protobuf::fields(data).map(|f| match f {
+        Ok((n, Field::Fixed32(_))) => Ok((n, Field::Varint(0))),
+        Ok(f) => Ok(f),
+        Err(reason) => Err(BadProto(reason)),
     })
 }
 
-fn read_varint(data: &mut &[u8]) -> Result<u64, BadProto> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = data.split_first().ok_or(BadProto("truncated varint"))?;
-        *data = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err(BadProto("varint too long"))
+fn unzigzag(v: u64) -> Result<i32, BadProto> {
+    protobuf::unzigzag(v).map_err(BadProto)
 }
 
-fn unzigzag(v: u64) -> Result<i32, BadProto> {
-    let v = u32::try_from(v).map_err(|_| BadProto("sint32 out of range"))?;
-    Ok((v >> 1) as i32 ^ -((v & 1) as i32))
-}
+/// 2^53: the most samples a sketch holds (whole numbers in a double are exact up to it).
+const MAX_SAMPLES: u64 = 1 << 53;
 
 fn count(v: f64) -> Result<u64, BadProto> {
-    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0 {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < MAX_SAMPLES as f64 {
         Ok(v as u64)
     } else {
         Err(BadProto("a bin count is not a whole number of samples"))
@@ -173,6 +100,17 @@ pub fn decode(data: &[u8], max_bins: usize) -> Result<Sketch, BadProto> {
         }
     }
     let (mapping, offset) = mapping.ok_or(BadProto("no mapping"))?;
+    // Beyond 2^53 samples counts are not whole numbers in a double; refusing them also keeps
+    // the stores' u64 totals (and a few merges of them) from overflowing.
+    let samples = stores
+        .iter()
+        .flatten()
+        .map(|&(_, n)| n)
+        .chain([zero])
+        .try_fold(0u64, |total, n| total.checked_add(n).filter(|&t| t <= MAX_SAMPLES));
+    if samples.is_none() {
+        return Err(BadProto("more samples than a sketch counts exactly"));
+    }
     let mut sketch = Sketch::new(mapping, max_bins);
     let [positive, negative] = stores;
     for (negative, bins) in [(false, positive), (true, negative)] {
@@ -268,6 +206,16 @@ mod tests {
         assert_eq!(
             decode(&bytes[..bytes.len() - 3], 2048).err().map(|e| e.0),
             Some("truncated")
+        );
+        // Counts that would overflow the totals are refused.
+        let mut huge = Sketch::new(Mapping::with_scale(6), 2048);
+        huge.add_bin(false, 1, 1 << 52);
+        huge.add_bin(false, 2, 1 << 52);
+        assert_eq!(decode(&encode(&huge), 2048).map(|s| s.count()), Ok(1 << 53));
+        huge.add_zeros(1);
+        assert_eq!(
+            decode(&encode(&huge), 2048).err().map(|e| e.0),
+            Some("more samples than a sketch counts exactly")
         );
         // An empty sketch is a mapping and two empty stores.
         let empty = Sketch::new(Mapping::with_scale(6), 2048);
