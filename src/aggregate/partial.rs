@@ -418,7 +418,7 @@ fn decode_gauge(bytes: &[u8]) -> Result<Gauge> {
 
 /// Appends the little-endian doubles of a packed field.
 fn unpack_doubles(mut packed: &[u8], values: &mut Vec<f64>) -> Result<()> {
-    if packed.len() % 8 != 0 {
+    if !packed.len().is_multiple_of(8) {
         return Err("packed doubles are not a whole number of doubles");
     }
     values.reserve(packed.len() / 8);

@@ -107,7 +107,9 @@ pub fn decode(data: &[u8], max_bins: usize) -> Result<Sketch, BadProto> {
         .flatten()
         .map(|&(_, n)| n)
         .chain([zero])
-        .try_fold(0u64, |total, n| total.checked_add(n).filter(|&t| t <= MAX_SAMPLES));
+        .try_fold(0u64, |total, n| {
+            total.checked_add(n).filter(|&t| t <= MAX_SAMPLES)
+        });
     if samples.is_none() {
         return Err(BadProto("more samples than a sketch counts exactly"));
     }
