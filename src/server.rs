@@ -251,9 +251,8 @@ impl Server {
 #[cfg(feature = "kafka")]
 fn with_aggregate_input(config: &Config, flusher: Flusher) -> Result<Flusher, ServerError> {
     let counters = Arc::<crate::stats::AggregateCounters>::default();
-    // Unbounded: the input must never block on the flusher, which stops it at shutdown.
-    // A handful of closed intervals per flush interval.
-    let (tx, rx) = unbounded();
+    // Bounded: a slow sink slows the input down (it waits, checking for shutdown).
+    let (tx, rx) = bounded(8);
     let window = config
         .aggregate
         .window(config.flush.interval_ms, config.bounds());

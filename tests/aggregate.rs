@@ -195,8 +195,9 @@ fn counter_total(global: &Global, name: &str) -> f64 {
         .sum()
 }
 
-/// A local's console records: (series, interval end) → values. The final flush (at
-/// shutdown, mid-interval) belongs to the interval it ends in, as in its partials.
+/// A local's console records: (series, interval end in seconds) → values. The tests stop
+/// a local only after a boundary has flushed its traffic, so its final flush (mid-interval,
+/// stamped with that interval's start second) carries none of it.
 fn local_records(records: &[Value]) -> Global {
     records
         .iter()
@@ -208,10 +209,7 @@ fn local_records(records: &[Value]) -> Global {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
                 .collect();
-            (
-                (record_id(r), ts.div_ceil(INTERVAL_MS) * INTERVAL_MS),
-                values,
-            )
+            ((record_id(r), ts), values)
         })
         .collect()
 }
@@ -272,13 +270,16 @@ fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estima
         l.daemon
             .send_statsd(&socket, format!("temp:{}|g", 20 + i).as_bytes());
     }
-    let timer_interval = now_ms().div_ceil(INTERVAL_MS) * INTERVAL_MS;
+    // The interval's end, in seconds as the messages carry it.
+    let timer_interval = now_ms().div_ceil(INTERVAL_MS) * INTERVAL_MS / 1000;
     // Then counters over about four intervals.
     for _ in 0..4 {
         for l in &locals {
             traffic(&socket, &l.daemon, "req", 200, 300);
         }
     }
+    // Past the next boundary, so that every increment is in a boundary flush.
+    align(300);
     let outputs: Vec<_> = locals.into_iter().map(|l| l.daemon.stop()).collect();
     let sent = 3.0 * 4.0 * 200.0;
     let global = wait_total(&bootstrap, "req", sent, Duration::from_secs(30));
@@ -341,7 +342,7 @@ fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estima
     }
     for a in [&a1, &a2] {
         assert_eq!(
-            metric_value(&a.daemon, "rstatsd_aggregate_duplicates"),
+            metric_value(&a.daemon, "rstatsd_aggregate_duplicates_total"),
             Some(0.0)
         );
     }
@@ -487,7 +488,7 @@ fn partials_delivered_twice_change_nothing() {
     assert_eq!(counter_total(&global, "z"), 11.0);
     wait_metric(
         &a.daemon,
-        "rstatsd_aggregate_duplicates",
+        "rstatsd_aggregate_duplicates_total",
         Duration::from_secs(10),
         |v| v == 3.0,
     );
@@ -510,22 +511,24 @@ fn a_silent_local_is_waited_for_only_by_grace_and_then_not_at_all() {
     }
     // A crash: no final marker, so the aggregator cannot know it is gone.
     let doomed = doomed.daemon.kill9();
-    let grace_before = metric_value(&a.daemon, "rstatsd_aggregate_closed_grace").unwrap_or(0.0);
+    let grace_before =
+        metric_value(&a.daemon, "rstatsd_aggregate_closed_grace_total").unwrap_or(0.0);
     for _ in 0..6 {
         traffic(&socket, &steady.daemon, "req", 50, 500);
     }
     // While it counts as live, its partitions' intervals close by grace; after
     // live_intervals they close on the steady source's markers alone.
-    let complete_at = metric_value(&a.daemon, "rstatsd_aggregate_closed_complete").unwrap();
+    let complete_at = metric_value(&a.daemon, "rstatsd_aggregate_closed_complete_total").unwrap();
     traffic(&socket, &steady.daemon, "req", 50, 1500);
     wait_metric(
         &a.daemon,
-        "rstatsd_aggregate_closed_complete",
+        "rstatsd_aggregate_closed_complete_total",
         Duration::from_secs(10),
         |v| v > complete_at,
     );
-    let grace_after = metric_value(&a.daemon, "rstatsd_aggregate_closed_grace").unwrap();
+    let grace_after = metric_value(&a.daemon, "rstatsd_aggregate_closed_grace_total").unwrap();
     assert!(grace_after > grace_before, "{grace_before} → {grace_after}");
+    align(300);
     let out = steady.daemon.stop();
     out.assert_clean_stop();
     let steady_total = counter_total(&local_records(&out.records), "req");

@@ -341,7 +341,7 @@ impl Flusher {
             receipt: Some(receipt),
         });
         for sink in &self.sinks {
-            sink.offer(Arc::clone(&flushed));
+            sink.offer_waiting(Arc::clone(&flushed));
         }
     }
 

@@ -299,6 +299,16 @@ impl SinkHandle {
         }
     }
 
+    /// Queues a flush, waiting while the queue is full: for an aggregator's closed
+    /// intervals, which must not be dropped (their Kafka offsets are committed once every
+    /// sink has taken them), and which come in bursts when a partition's backlog is
+    /// replayed. A sink's `send` only encodes and buffers, so the wait is short.
+    pub fn offer_waiting(&self, flushed: Arc<Flushed>) {
+        if self.queue.send(flushed).is_err() {
+            SinkCounters::add(&self.counters.queue_dropped, 1);
+        }
+    }
+
     /// Closes the queue and waits until the sink has delivered everything queued (or given
     /// up, by its own shutdown timeout). Returns the final counters.
     pub fn finish(self) -> SinkTotals {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -208,8 +208,14 @@ impl Input {
                     state: c.state,
                     receipt,
                 };
-                if self.closed.send(closed).is_err() {
-                    return;
+                // Backpressure from the sinks: wait, but never past a shutdown request.
+                let mut closed = closed;
+                loop {
+                    match self.closed.send_timeout(closed, Duration::from_millis(100)) {
+                        Ok(()) => break,
+                        Err(SendTimeoutError::Timeout(c)) if stop.is_empty() => closed = c,
+                        Err(_) => return,
+                    }
                 }
             }
             if self.last_commit.elapsed() >= COMMIT_EVERY {
