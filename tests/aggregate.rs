@@ -492,6 +492,20 @@ fn partials_delivered_twice_change_nothing() {
         Duration::from_secs(10),
         |v| v == 3.0,
     );
+    // The commit carries how far the partition's intervals are closed: this one.
+    let expected = format!("v1 closed_through={start}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while committed_metadata(&bootstrap)
+        .iter()
+        .any(|m| *m != expected)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            committed_metadata(&bootstrap)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     a.daemon.stop().assert_clean_stop();
 }
 
@@ -539,4 +553,27 @@ fn a_silent_local_is_waited_for_only_by_grace_and_then_not_at_all() {
     assert!(counter_total(&global, "dreq") <= doomed_total);
     assert!(counter_total(&global, "dreq") >= doomed_total - 50.0);
     a.daemon.stop().assert_clean_stop();
+}
+
+/// The metadata of the aggregators' committed offsets, per partition.
+fn committed_metadata(bootstrap: &str) -> Vec<String> {
+    use rdkafka::TopicPartitionList;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "aggregators")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition("partials", p);
+    }
+    let committed = reader
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| e.metadata().to_string())
+        .collect()
 }

@@ -191,3 +191,97 @@ fn every_format_round_trips_through_tansu_with_zstd() {
         ]
     );
 }
+
+/// Fleet aggregation through tansu: a consumer group of one aggregator, `partial` messages
+/// from one host, and offsets committed with their `closed_through` metadata. (Failover is
+/// tested against librdkafka's mock cluster in `tests/aggregate.rs`: tansu 0.6.0 never moves
+/// a SIGKILLed member's partitions to the survivors.)
+#[test]
+fn partials_aggregate_and_commit_through_tansu() {
+    use rdkafka::TopicPartitionList;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let tansu = Tansu::start();
+    tansu.create_topic("partials", 2);
+    tansu.create_topic("out", 1);
+    let bootstrap = tansu.bootstrap();
+    let aggregator_config = ConfigFile::new(
+        "tansu-aggregator",
+        &format!(
+            "[flush]\ninterval_ms = 1000\n[stats]\nenabled = false\n\
+             [aggregate]\nfrom = [\"{bootstrap}\"]\ntopic = \"partials\"\ngroup = \"agg\"\n\
+             [sinks.out]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"out\"\n\
+             format = \"json-nested\"\nlinger_ms = 5\n"
+        ),
+    );
+    let aggregator = Daemon::start(&[
+        "--config",
+        aggregator_config.path(),
+        "--no-statsd",
+        "--no-pystatsd",
+    ]);
+    common::wait_metric(
+        &aggregator,
+        "rstatsd_aggregate_assigned_partitions",
+        Duration::from_secs(30),
+        |n| n == 2.0,
+    );
+    let local_config = ConfigFile::new(
+        "tansu-local",
+        &format!(
+            "[flush]\ninterval_ms = 1000\n[stats]\nenabled = false\n\
+             [sinks.kafka]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"partials\"\n\
+             format = \"partial\"\nsource_id = \"h1\"\nlinger_ms = 5\n"
+        ),
+    );
+    let local = Daemon::start(&["--config", local_config.path(), "--no-pystatsd"]);
+    let sock = sender(local.statsd.unwrap());
+    for _ in 0..30 {
+        local.send_statsd(&sock, b"rt.req:1|c");
+    }
+    // A boundary flushes the increments before the stop.
+    std::thread::sleep(Duration::from_millis(1500));
+    local.stop().assert_clean_stop();
+
+    let out = consume_expected(&bootstrap, &["out"], 1, Duration::from_secs(3));
+    let total: f64 = out
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(&m.payload).unwrap())
+        .filter(|d| d["name"] == "rt.req")
+        .map(|d| d["values"]["count"].as_f64().unwrap())
+        .sum();
+    assert_eq!(total, 30.0);
+
+    // The group commits its offsets once the out sink has the intervals. (tansu 0.6.0 keeps
+    // no commit metadata, so `closed_through` does not survive there; the mock cluster test
+    // in tests/aggregate.rs checks it.)
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "agg")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("partials", 0);
+    tpl.add_partition("partials", 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let committed = reader
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .unwrap();
+        let offsets: Vec<rdkafka::Offset> =
+            committed.elements().iter().map(|e| e.offset()).collect();
+        if offsets
+            .iter()
+            .all(|o| matches!(o, rdkafka::Offset::Offset(n) if *n > 0))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed offsets: {offsets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    aggregator.stop().assert_clean_stop();
+}
