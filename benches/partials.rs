@@ -12,6 +12,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rstatsd::aggregate::partial::{self, Envelope, Origin};
 use rstatsd::aggregate::{Bounds, Gauge, Samples, Table, Value};
 use rstatsd::metric::{MetricType, SeriesKey};
+use rstatsd::receive::kafka::{LatePolicy, Window, WindowSettings};
+use rstatsd::stats::AggregateCounters;
+use std::sync::Arc;
 
 const SERIES: usize = 100_000;
 const SOURCES: usize = 3;
@@ -54,7 +57,8 @@ fn messages() -> Vec<Vec<u8>> {
                 SeriesKey::new(name, mtype, [("env", "production"), ("host", &host)])
             };
             let mut bytes = Vec::new();
-            let seq = Some((i / 12) as u32);
+            // As if every series were on one partition: numbered 0, 1, … per source.
+            let seq = Some(i as u32);
             partial::encode_partial(&mut bytes, &origin, seq, &key, &value, 1_795_323_605 << 30);
             out.push(bytes);
         }
@@ -85,6 +89,32 @@ fn decode_and_merge(c: &mut Criterion) {
             }
             assert_eq!(table.len(), SERIES);
             table
+        })
+    });
+    // The aggregator's whole per-message path: decode, then the window (deduplication by
+    // seq, per-source progress, merge into the interval's table), then the close.
+    group.bench_function("decode_dedup_merge_close", |b| {
+        let settings = WindowSettings {
+            interval_ms: 10_000,
+            grace_ms: 10_000,
+            live_intervals: 3,
+            bounds,
+            per_source: vec![MetricType::Gauge],
+            source_tag: "source".into(),
+            late: LatePolicy::Drop,
+            reemit_intervals: 3,
+        };
+        b.iter_with_large_drop(|| {
+            let counters = Arc::<AggregateCounters>::default();
+            let mut window = Window::new(settings.clone(), Arc::clone(&counters));
+            window.assign(0, None, 0);
+            for (offset, m) in messages.iter().enumerate() {
+                let envelope = partial::decode(black_box(m), &bounds).expect("valid");
+                window.offer(0, offset as i64, envelope, 1_795_323_610_000);
+            }
+            let closed = window.close_due(u64::MAX / 2);
+            assert_eq!(closed.len(), 1);
+            closed
         })
     });
     group.bench_function("decode_only", |b| {
