@@ -43,6 +43,10 @@ fn bump(counter: &std::sync::atomic::AtomicU64, n: u64) {
     counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Partials for an interval starting more than this many intervals ahead of the aggregator's
+/// clock are refused (`aggregate_invalid`): hosts and aggregators need synchronized clocks.
+pub const FUTURE_INTERVALS: u64 = 10;
+
 /// Highest seq accepted: bounds the bitset one source can make us allocate (2 MiB).
 pub const MAX_SEQ: u32 = 1 << 24;
 
@@ -235,7 +239,13 @@ impl Window {
             Envelope::End(e) => &e.origin,
         };
         let len = self.settings.interval_ms;
-        if u64::from(origin.interval_ms) != len || !origin.interval_start_ms.is_multiple_of(len) {
+        // An interval far in the future (a clock way off) would stay open, and hold the
+        // partition's commit position, until that time.
+        let horizon = now_ms.saturating_add(FUTURE_INTERVALS * len);
+        if u64::from(origin.interval_ms) != len
+            || !origin.interval_start_ms.is_multiple_of(len)
+            || origin.interval_start_ms > horizon
+        {
             bump(&self.counters.invalid, 1);
             self.advance(partition, offset, now_ms);
             return;
@@ -248,7 +258,7 @@ impl Window {
         p.next_offset = Some(offset + 1);
         p.dirty = true;
         let start = origin.interval_start_ms;
-        p.watermark = p.watermark.max(start + len);
+        p.watermark = p.watermark.max(start.saturating_add(len));
         p.since = Some(p.since.map_or(start, |s| s.min(start)));
         let ended = matches!(&envelope, Envelope::End(IntervalEnd { last: true, .. }));
         let seen = p.sources.entry(Arc::clone(&source)).or_insert(Seen {
@@ -344,15 +354,14 @@ impl Window {
         let history = u64::from(settings.live_intervals) * len;
         for (&partition, p) in self.partitions.iter_mut() {
             while let Some((&start, open)) = p.open.first_key_value() {
-                let end = start + len;
-                let due_by = end + settings.grace_ms;
+                let due_by = start.saturating_add(len).saturating_add(settings.grace_ms);
                 let by_grace = now_ms >= due_by
                     && (p.watermark >= due_by
                         || now_ms.saturating_sub(p.last_message_ms) >= settings.grace_ms);
-                let watched = p.since.is_some_and(|s| s + history <= start);
+                let watched = p.since.is_some_and(|s| s.saturating_add(history) <= start);
                 let complete = watched && {
                     let live = p.sources.iter().filter(|(_, seen)| {
-                        seen.last_start + history >= start
+                        seen.last_start.saturating_add(history) >= start
                             && !(seen.ended && seen.last_start < start)
                     });
                     let mut all = true;
@@ -417,7 +426,7 @@ impl Window {
             out.push(Closed {
                 id,
                 state: IntervalState {
-                    timestamp_ms: start + len,
+                    timestamp_ms: start.saturating_add(len),
                     interval: Duration::from_millis(len),
                     series,
                 },
@@ -834,6 +843,21 @@ mod tests {
             )]
         );
         assert!(f.w.commits().is_empty(), "nothing changed");
+    }
+
+    #[test]
+    fn intervals_far_ahead_of_the_clock_are_refused() {
+        let mut f = Feed::new(LatePolicy::Drop);
+        f.send(vec![counter("a", 100 * LEN, 0, "c", 1.0)], 0);
+        f.send(vec![counter("a", u64::MAX / LEN * LEN, 0, "c", 1.0)], 0);
+        f.send(vec![counter("a", 10 * LEN, 0, "c", 1.0)], 0);
+        assert_eq!(f.count(&f.counters.invalid), 2);
+        assert_eq!(f.w.open_intervals(), 1);
+        assert_eq!(
+            f.w.commits()[0].1.offset,
+            2,
+            "the refused ones are consumed"
+        );
     }
 
     #[test]
