@@ -46,9 +46,34 @@ impl IntervalState {
 
 /// An interval an aggregator has closed ([`crate::receive::kafka`]): merged over every source,
 /// ready to finalize. The flusher finalizes and offers it like a local flush, with the
-/// receipt that tells the aggregator when its offsets may be committed.
+/// receipt that tells the aggregator when its offsets may be committed. Dropped before the
+/// flusher took it, it counts as not taken.
 #[derive(Debug)]
 pub struct ClosedInterval {
     pub state: IntervalState,
-    pub receipt: crate::sink::Receipt,
+    receipt: crate::sink::Receipt,
+    handed: crate::sink::Receipt,
+}
+
+impl ClosedInterval {
+    /// `state`, whose flush reports `(id, taken)` to `done` once every sink is done with it.
+    pub fn new(
+        state: IntervalState,
+        id: u64,
+        done: crossbeam_channel::Sender<(u64, bool)>,
+    ) -> ClosedInterval {
+        let receipt = crate::sink::Receipt::new(id, done);
+        let handed = receipt.hold();
+        ClosedInterval {
+            state,
+            receipt,
+            handed,
+        }
+    }
+
+    /// Hands it over: the state, and the receipt its flush carries.
+    pub fn into_parts(self) -> (IntervalState, crate::sink::Receipt) {
+        self.handed.settle();
+        (self.state, self.receipt)
+    }
 }

@@ -258,7 +258,7 @@ fn with_aggregate_input(config: &Config, flusher: Flusher) -> Result<Flusher, Se
         .window(config.flush.interval_ms, config.bounds());
     let input = receive::kafka::spawn(&config.aggregate, window, Arc::clone(&counters), tx)
         .map_err(ServerError::Config)?;
-    Ok(flusher.with_closed_intervals(rx, counters, Box::new(move || input.stop())))
+    Ok(flusher.with_closed_intervals(rx, counters, Box::new(input)))
 }
 
 #[cfg(not(feature = "kafka"))]

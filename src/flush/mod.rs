@@ -123,10 +123,17 @@ pub struct Flusher {
     global: Option<Global>,
 }
 
+/// An input that closes intervals for the flusher: the aggregator's Kafka consumer.
+pub trait IntervalInput: Send {
+    /// Stop reading and closing: what it has closed so far is all the final flush gets.
+    fn quiesce(&mut self);
+    /// The sinks are done: commit what they took, and leave.
+    fn finish(self: Box<Self>);
+}
+
 struct Global {
     closed: Receiver<ClosedInterval>,
-    /// Stops the input (before the final flush).
-    stop: Option<Box<dyn FnOnce() + Send>>,
+    input: Option<Box<dyn IntervalInput>>,
     finalizer: Finalizer,
     counters: Arc<AggregateCounters>,
     last: [u64; 13],
@@ -162,7 +169,7 @@ impl Flusher {
         mut self,
         closed: Receiver<ClosedInterval>,
         counters: Arc<AggregateCounters>,
-        stop: Box<dyn FnOnce() + Send>,
+        input: Box<dyn IntervalInput>,
     ) -> Flusher {
         let mut settings = self.settings.finalize.clone();
         settings.stats = None;
@@ -173,7 +180,7 @@ impl Flusher {
         };
         self.global = Some(Global {
             closed,
-            stop: Some(stop),
+            input: Some(input),
             finalizer: Finalizer::new(settings),
             counters,
             last: [0; 13],
@@ -234,10 +241,21 @@ impl Flusher {
                 }
                 default(Duration::from_millis(boundary - now)) => false,
             };
-            if last && let Some(stop) = self.global.as_mut().and_then(|g| g.stop.take()) {
-                // Intervals it closed but the sinks never saw stay uncommitted: the group's
-                // next owner of their partitions emits them.
-                stop();
+            if last {
+                // Every interval the input closed reaches the sinks before they finish, so
+                // that its offsets are committed before this aggregator leaves the group.
+                let pending: Vec<ClosedInterval> = match &mut self.global {
+                    Some(g) => {
+                        if let Some(input) = &mut g.input {
+                            input.quiesce();
+                        }
+                        g.closed.try_iter().collect()
+                    }
+                    None => Vec::new(),
+                };
+                for closed in pending {
+                    self.emit_closed(closed);
+                }
             }
             let timestamp = if last {
                 unix_millis(SystemTime::now())
@@ -249,10 +267,15 @@ impl Flusher {
                 break;
             }
         }
-        self.sinks
+        let totals = self
+            .sinks
             .into_iter()
             .map(|sink| (sink.name().to_string(), sink.finish()))
-            .collect()
+            .collect();
+        if let Some(input) = self.global.and_then(|g| g.input) {
+            input.finish();
+        }
+        totals
     }
 
     fn answer(&mut self, command: FlusherCommand) {
@@ -321,7 +344,12 @@ impl Flusher {
             receipt: None,
         });
         for sink in &self.sinks {
-            sink.offer(Arc::clone(&flushed));
+            if self.global.is_some() {
+                // Evicting the oldest queued flush could evict a closed interval.
+                sink.offer_waiting(Arc::clone(&flushed));
+            } else {
+                sink.offer(Arc::clone(&flushed));
+            }
         }
     }
 
@@ -331,7 +359,7 @@ impl Flusher {
         let Some(global) = &mut self.global else {
             return;
         };
-        let ClosedInterval { state, receipt } = closed;
+        let (state, receipt) = closed.into_parts();
         let interval_state = self.keep_interval_state.then(|| Arc::new(state.clone()));
         let snapshot = Arc::new(global.finalizer.finalize(state, &[]));
         let flushed = Arc::new(Flushed {

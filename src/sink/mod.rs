@@ -66,36 +66,76 @@ impl Flushed {
     }
 }
 
-/// Reports when every sink is done with a flush: it has been delivered, written to a
-/// sink's spool, or dropped and counted (a full queue or buffer). The aggregator commits
-/// its Kafka offsets on it ([`crate::receive::kafka`]): a crash before that point replays the
-/// interval instead of losing it.
+/// Reports when every sink is done with a flush, and whether each *took* it: delivered it,
+/// or wrote it to its spool. The aggregator commits its Kafka offsets on it
+/// ([`crate::receive::kafka`]): a crash before that point replays the interval instead of
+/// losing it, and an interval a sink dropped (a full buffer without a spool, a full queue) is
+/// never committed.
 ///
-/// Every holder (the flush itself, each sink's queued batch or delivery track) keeps a
-/// clone; when the last clone is dropped, `id` is sent to the channel given at creation.
-/// Being a drop guard, it cannot be forgotten on any path, panics included.
-#[derive(Debug, Clone)]
+/// The flush carries the receipt; each sink that queues the flush for later delivery takes a
+/// [`Receipt::hold`] and [`Receipt::settle`]s it once delivered or on disk. A hold dropped
+/// unsettled marks the flush as not taken. When the last one is gone, `(id, taken)` is sent to
+/// the channel given at creation. Being a drop guard, it cannot be forgotten on any path.
+#[derive(Debug)]
 pub struct Receipt {
-    _guard: Arc<ReceiptGuard>,
+    guard: Arc<ReceiptGuard>,
+    /// A sink's hold: dropping it unsettled means the sink did not take the flush.
+    holder: bool,
 }
 
 #[derive(Debug)]
 struct ReceiptGuard {
     id: u64,
-    done: Sender<u64>,
+    done: Sender<(u64, bool)>,
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 impl Receipt {
-    pub fn new(id: u64, done: Sender<u64>) -> Receipt {
+    /// The receipt a flush carries.
+    pub fn new(id: u64, done: Sender<(u64, bool)>) -> Receipt {
         Receipt {
-            _guard: Arc::new(ReceiptGuard { id, done }),
+            guard: Arc::new(ReceiptGuard {
+                id,
+                done,
+                abandoned: std::sync::atomic::AtomicBool::new(false),
+            }),
+            holder: false,
+        }
+    }
+
+    /// A sink's hold on the flush, to settle once it has taken it.
+    pub fn hold(&self) -> Receipt {
+        Receipt {
+            guard: Arc::clone(&self.guard),
+            holder: true,
+        }
+    }
+
+    /// The sink has delivered the flush, or has it on disk.
+    pub fn settle(mut self) {
+        self.holder = false;
+    }
+
+    /// A sink never got the flush (its queue dropped it).
+    pub fn abandon(&self) {
+        self.guard
+            .abandoned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        if self.holder {
+            self.abandon();
         }
     }
 }
 
 impl Drop for ReceiptGuard {
     fn drop(&mut self) {
-        let _ = self.done.send(self.id);
+        let taken = !self.abandoned.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = self.done.send((self.id, taken));
     }
 }
 
@@ -283,7 +323,10 @@ impl SinkHandle {
                 Ok(()) => return,
                 Err(TrySendError::Full(f)) => {
                     flushed = f;
-                    if self.oldest.try_recv().is_ok() {
+                    if let Ok(evicted) = self.oldest.try_recv() {
+                        if let Some(r) = &evicted.receipt {
+                            r.abandon();
+                        }
                         SinkCounters::add(&self.counters.queue_dropped, 1);
                         log::warn!(
                             "sink {}: queue full, dropped the oldest snapshot",
@@ -291,7 +334,10 @@ impl SinkHandle {
                         );
                     }
                 }
-                Err(TrySendError::Disconnected(_)) => {
+                Err(TrySendError::Disconnected(f)) => {
+                    if let Some(r) = &f.receipt {
+                        r.abandon();
+                    }
                     SinkCounters::add(&self.counters.queue_dropped, 1);
                     return;
                 }
@@ -304,7 +350,10 @@ impl SinkHandle {
     /// sink has taken them), and which come in bursts when a partition's backlog is
     /// replayed. A sink's `send` only encodes and buffers, so the wait is short.
     pub fn offer_waiting(&self, flushed: Arc<Flushed>) {
-        if self.queue.send(flushed).is_err() {
+        if let Err(e) = self.queue.send(flushed) {
+            if let Some(r) = &e.0.receipt {
+                r.abandon();
+            }
             SinkCounters::add(&self.counters.queue_dropped, 1);
         }
     }

@@ -20,11 +20,11 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::AggregateConfig;
 use super::window::{Window, WindowSettings};
 use crate::aggregate::partial;
+use crate::flush::IntervalInput;
 use crate::format::time::unix_millis;
 use crate::interval::ClosedInterval;
 use crate::logging::RateLimit;
 use crate::settings::ConfigError;
-use crate::sink::Receipt;
 use crate::stats::AggregateCounters;
 
 /// Messages handled per loop turn at most, so receipts and closes are never starved.
@@ -38,7 +38,10 @@ enum GroupEvent {
 }
 
 struct GroupContext {
+    topic: String,
     events: parking_lot::Mutex<Vec<GroupEvent>>,
+    /// The window's latest commit positions, for the revocation callback.
+    positions: parking_lot::Mutex<Vec<(i32, super::window::Position)>>,
     counters: Arc<AggregateCounters>,
     errors: parking_lot::Mutex<RateLimit>,
 }
@@ -58,9 +61,27 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Before librdkafka gives the partitions up: commit what the sinks have taken of them,
+    /// so their next owner replays as little as possible.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.events.lock().push(GroupEvent::Revoke(partitions(tpl)));
+            let revoked = partitions(tpl);
+            if !consumer.assignment_lost() {
+                let commit = positions_list(
+                    &self.topic,
+                    self.positions
+                        .lock()
+                        .iter()
+                        .filter(|(p, _)| revoked.contains(p))
+                        .copied(),
+                );
+                if commit.count() > 0 && consumer.commit(&commit, CommitMode::Sync).is_err() {
+                    self.counters
+                        .commit_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            self.events.lock().push(GroupEvent::Revoke(revoked));
         }
     }
 
@@ -84,18 +105,30 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// The running input; [`AggregateInput::stop`] ends it.
+/// What the flusher tells the input at shutdown.
+enum Control {
+    /// Stop reading and closing intervals (the final flush is next).
+    Quiesce,
+    /// The sinks are done: commit and leave the group.
+    Finish,
+}
+
+/// The running input (see [`IntervalInput`]).
 pub struct AggregateInput {
-    stop: Sender<()>,
+    control: Sender<Control>,
     thread: JoinHandle<()>,
 }
 
-impl AggregateInput {
-    /// Leaves the group (its partitions move to the other aggregators at once) and waits.
-    /// Open intervals are not emitted: their offsets are uncommitted, so the new owner
-    /// replays them.
-    pub fn stop(self) {
-        let _ = self.stop.send(());
+impl IntervalInput for AggregateInput {
+    fn quiesce(&mut self) {
+        let _ = self.control.send(Control::Quiesce);
+    }
+
+    /// Commits what the sinks took, leaves the group (its partitions move to the other
+    /// aggregators at once) and waits. Open intervals were never emitted and their offsets
+    /// are uncommitted: the new owner replays them.
+    fn finish(self: Box<Self>) {
+        let _ = self.control.send(Control::Finish);
         if self.thread.join().is_err() {
             log::error!("aggregate: input thread panicked");
         }
@@ -129,7 +162,9 @@ pub fn spawn(
         client.set(k, v);
     }
     let context = GroupContext {
+        topic: config.topic.clone(),
         events: parking_lot::Mutex::new(Vec::new()),
+        positions: parking_lot::Mutex::new(Vec::new()),
         counters: Arc::clone(&counters),
         errors: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
     };
@@ -150,7 +185,7 @@ pub fn spawn(
     consumer
         .subscribe(&[&config.topic])
         .map_err(|e| ConfigError::new("aggregate.topic", format!("cannot subscribe: {e}")))?;
-    let (stop_tx, stop) = crossbeam_channel::bounded(1);
+    let (control, stop) = crossbeam_channel::bounded(2);
     let mut input = Input {
         topic: config.topic.clone(),
         bounds: window.bounds,
@@ -165,20 +200,20 @@ pub fn spawn(
         .name("aggregate-in".into())
         .spawn(move || input.run(&consumer, &stop))
         .map_err(|e| ConfigError::new("aggregate", format!("cannot start the thread: {e}")))?;
-    Ok(AggregateInput {
-        stop: stop_tx,
-        thread,
-    })
+    Ok(AggregateInput { control, thread })
 }
 
 type GroupConsumer = BaseConsumer<GroupContext>;
+
+type Settled = (u64, bool);
 
 struct Input {
     topic: String,
     bounds: crate::aggregate::Bounds,
     window: Window,
     closed: Sender<ClosedInterval>,
-    receipts: (Sender<u64>, Receiver<u64>),
+    /// Receipts of emitted intervals: (id, taken by every sink).
+    receipts: (Sender<Settled>, Receiver<Settled>),
     counters: Arc<AggregateCounters>,
     bad: RateLimit,
     last_commit: Instant,
@@ -189,35 +224,47 @@ fn now_ms() -> u64 {
 }
 
 impl Input {
-    fn run(&mut self, consumer: &GroupConsumer, stop: &Receiver<()>) {
+    fn run(&mut self, consumer: &GroupConsumer, control: &Receiver<Control>) {
         log::info!(
             "aggregate: reading partials from topic {} as a member of the group",
             self.topic
         );
         loop {
-            if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
-                break;
+            match control.try_recv() {
+                Err(TryRecvError::Empty) => {}
+                Ok(Control::Quiesce) => {
+                    self.quiesced(consumer, control);
+                    break;
+                }
+                Ok(Control::Finish) | Err(TryRecvError::Disconnected) => break,
             }
             self.apply_events(consumer);
-            for id in self.receipts.1.try_iter() {
-                self.window.settle(id);
+            for (id, taken) in self.receipts.1.try_iter() {
+                self.window.settle(id, taken);
             }
+            let mut stopping = false;
             for c in self.window.close_due(now_ms()) {
-                let receipt = Receipt::new(c.id, self.receipts.0.clone());
-                let closed = ClosedInterval {
-                    state: c.state,
-                    receipt,
-                };
+                if stopping {
+                    // Dropped unsent: not taken, never committed.
+                    continue;
+                }
+                let mut closed = ClosedInterval::new(c.state, c.id, self.receipts.0.clone());
                 // Backpressure from the sinks: wait, but never past a shutdown request.
-                let mut closed = closed;
                 loop {
                     match self.closed.send_timeout(closed, Duration::from_millis(100)) {
                         Ok(()) => break,
-                        Err(SendTimeoutError::Timeout(c)) if stop.is_empty() => closed = c,
-                        Err(_) => return,
+                        Err(SendTimeoutError::Timeout(c)) if control.is_empty() => closed = c,
+                        Err(_) => {
+                            stopping = true;
+                            break;
+                        }
                     }
                 }
             }
+            if stopping {
+                continue;
+            }
+            self.share_positions(consumer);
             if self.last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit(consumer, CommitMode::Async);
             }
@@ -261,11 +308,35 @@ impl Input {
                 message = consumer.poll(Duration::ZERO);
             }
         }
-        for id in self.receipts.1.try_iter() {
-            self.window.settle(id);
+        for (id, taken) in self.receipts.1.try_iter() {
+            self.window.settle(id, taken);
         }
         self.commit(consumer, CommitMode::Sync);
         log::info!("aggregate: leaving the group");
+    }
+
+    /// At shutdown, while the final flush and the sinks finish: settle what they take.
+    fn quiesced(&mut self, consumer: &GroupConsumer, control: &Receiver<Control>) {
+        loop {
+            match control.recv_timeout(Duration::from_millis(50)) {
+                Ok(Control::Finish) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return;
+                }
+                Ok(Control::Quiesce) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            for (id, taken) in self.receipts.1.try_iter() {
+                self.window.settle(id, taken);
+            }
+            if self.last_commit.elapsed() >= COMMIT_EVERY {
+                self.commit(consumer, CommitMode::Async);
+            }
+        }
+    }
+
+    /// The positions a revocation commits (inside the rebalance callback, while the
+    /// partitions are still ours).
+    fn share_positions(&self, consumer: &GroupConsumer) {
+        *consumer.context().positions.lock() = self.window.positions();
     }
 
     /// Applies the rebalances `poll` reported.
@@ -277,10 +348,7 @@ impl Input {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match event {
                 GroupEvent::Revoke(parts) => {
-                    // What every sink has taken is committed while the partitions are ours.
-                    if !consumer.assignment_lost() {
-                        self.commit(consumer, CommitMode::Sync);
-                    }
+                    // Their positions were committed in the callback, while still ours.
                     for p in &parts {
                         self.window.revoke(*p);
                     }
@@ -327,16 +395,7 @@ impl Input {
         if positions.is_empty() {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        for (p, position) in positions {
-            let mut e = tpl.add_partition(&self.topic, p);
-            if e.set_offset(Offset::Offset(position.offset)).is_err() {
-                continue;
-            }
-            if let Some(c) = position.closed_through {
-                e.set_metadata(format!("v1 closed_through={c}"));
-            }
-        }
+        let tpl = positions_list(&self.topic, positions.into_iter());
         self.counters
             .commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -351,6 +410,24 @@ impl Input {
             }
         }
     }
+}
+
+/// A commit of `positions`: offsets with their `v1 closed_through=<ms>` metadata.
+fn positions_list(
+    topic: &str,
+    positions: impl Iterator<Item = (i32, super::window::Position)>,
+) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (p, position) in positions {
+        let mut e = tpl.add_partition(topic, p);
+        if e.set_offset(Offset::Offset(position.offset)).is_err() {
+            continue;
+        }
+        if let Some(c) = position.closed_through {
+            e.set_metadata(format!("v1 closed_through={c}"));
+        }
+    }
+    tpl
 }
 
 /// `v1 closed_through=<ms>` → the interval start.

@@ -9,30 +9,39 @@
 //!   marker says how many there were. A seq seen before is a duplicate (a producer retry, a
 //!   spool replay) and is counted and skipped. Unsequenced partials (written while the source
 //!   did not know the partition count) cannot be deduplicated; they are merged and counted.
-//! - **Liveness.** A source is live on a partition while it sent anything there for one of
-//!   the last `live_intervals` intervals, unless its last message was a final marker (a clean
-//!   shutdown).
+//! - **Traffic time.** Liveness is measured in the partition's *traffic time*: wall-clock
+//!   time while messages arrive, where a silence counts as one interval at most. So a Kafka
+//!   outage (nobody's messages arrive) does not make every source look dead afterwards, and
+//!   a backlog replayed in seconds is not mistaken for hours of history.
+//! - **Liveness.** A source is live on a partition while it sent anything there within the
+//!   last `live_intervals` intervals of traffic time, unless its last message was a final
+//!   marker (a clean shutdown) for an earlier interval.
 //! - **Closing.** An interval closes on a partition when every live source has sent its
-//!   marker and every partial the marker counts, for every epoch it wrote in. A partition
-//!   watched for fewer than `live_intervals` intervals (just assigned) cannot know its live
-//!   sources yet, so there intervals close only by grace. **Grace**: at interval end +
-//!   `grace_ms`, measured on the partition's own traffic — a message of an interval that ends
-//!   at least that late has been read, or no message has arrived for `grace_ms` — and never
-//!   before that time on the wall clock. So a backlog replayed after an outage (every
-//!   message hours old) still closes each interval on its markers, not on the clock.
-//! - **Late.** A partial for an interval already closed on its partition (here, or before the
-//!   last rebalance: the committed `closed_through`) is counted and dropped; with
-//!   `late = "reemit"` the interval is corrected and emitted again, in full.
+//!   marker and every partial the marker counts, for every epoch it wrote in, and not only
+//!   final markers (a source restarted mid-interval writes again as a new epoch). A partition
+//!   watched for less than `live_intervals` intervals of traffic time (just assigned) cannot
+//!   know its live sources yet, so there intervals close only by grace.
+//! - **Grace.** A missing marker is waited for until `grace_ms` after the interval's end, or
+//!   after its first message arrived if that was later (a replayed backlog); or, on a
+//!   watched partition, until every live source has moved on to an interval at least
+//!   `grace_ms` later (a source's messages arrive in order, so what it has not sent for the
+//!   earlier interval by then is not coming).
+//! - **Late.** A message for an interval already closed on its partition (here, or before
+//!   the last rebalance: the committed `closed_through`) is counted and dropped; with
+//!   `late = "reemit"` a late partial (deduplicated as above) corrects the interval, which is
+//!   emitted again, in full.
 //! - **Offsets.** A partition's commit position is the first offset of its oldest interval
-//!   that is open or emitted but not yet taken by every sink; with no such interval, the next
-//!   offset to read. The commit carries `closed_through`, the newest interval whose every
-//!   predecessor is settled too, so that a new owner never re-opens an emitted interval.
+//!   that is open, or emitted but not yet taken by every sink; with no such interval, the
+//!   next offset to read. The commit carries `closed_through`, the newest interval whose
+//!   every predecessor is settled too, so that a new owner never re-opens an emitted interval.
+//!   An interval a sink dropped stays unsettled: its partition's commits stop there until a
+//!   restart or rebalance replays it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aggregate::partial::{Envelope, IntervalEnd, Origin, Partial};
+use crate::aggregate::partial::{Envelope, Origin, Partial};
 use crate::aggregate::{Bounds, Table};
 use crate::interval::IntervalState;
 use crate::metric::MetricType;
@@ -47,8 +56,12 @@ fn bump(counter: &std::sync::atomic::AtomicU64, n: u64) {
 /// clock are refused (`aggregate_invalid`): hosts and aggregators need synchronized clocks.
 pub const FUTURE_INTERVALS: u64 = 10;
 
-/// Highest seq accepted: bounds the bitset one source can make us allocate (2 MiB).
-pub const MAX_SEQ: u32 = 1 << 24;
+/// Highest seq accepted: bounds the bitset of one (source, epoch, interval, partition) at
+/// 512 KiB.
+pub const MAX_SEQ: u32 = 1 << 22;
+
+/// A source silent for this many times `live_intervals` of traffic time is forgotten.
+const FORGET_AFTER: u64 = 4;
 
 /// What to do with a partial for an interval already closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -91,11 +104,13 @@ pub struct Position {
 }
 
 /// What a source has sent for one interval on one partition, per epoch.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Progress {
     seen: Vec<u64>,
     received: u32,
     expected: Option<u32>,
+    /// Its marker was the epoch's final one.
+    last: bool,
 }
 
 impl Progress {
@@ -118,12 +133,16 @@ impl Progress {
     }
 }
 
+/// (source, epoch) → progress.
+type Sources = HashMap<(Arc<str>, u64), Progress>;
+
 #[derive(Debug)]
 struct OpenInterval {
     series: Table,
     first_offset: i64,
-    /// (source, epoch) → progress.
-    sources: HashMap<(Arc<str>, u64), Progress>,
+    /// Wall clock (ms) of its first message.
+    first_seen_ms: u64,
+    sources: Sources,
 }
 
 /// A source as one partition sees it.
@@ -131,8 +150,10 @@ struct OpenInterval {
 struct Seen {
     /// The newest interval it sent anything for.
     last_start: u64,
-    /// Its newest message was a final marker.
+    /// Its message for that interval was a final marker.
     ended: bool,
+    /// The partition's traffic time at its latest message.
+    busy_at: u64,
 }
 
 #[derive(Debug)]
@@ -145,18 +166,23 @@ struct PartitionState {
     /// What the last commit (before assignment, or ours) said was settled.
     settled_through: Option<u64>,
     sources: HashMap<Arc<str>, Seen>,
-    /// The first interval start seen since assignment.
-    since: Option<u64>,
+    /// Traffic time since assignment (see the module docs), ms.
+    busy_ms: u64,
     /// The next offset to read.
     next_offset: Option<i64>,
-    /// The latest interval end seen in a message.
-    watermark: u64,
     /// Wall clock (ms) of the last message.
     last_message_ms: u64,
-    /// Recently closed intervals, for `late = "reemit"`.
-    recent: BTreeMap<u64, Table>,
+    /// Recently closed intervals and their progress, for `late = "reemit"`.
+    recent: BTreeMap<u64, (Table, Sources)>,
     /// Changed since the last commit.
     dirty: bool,
+}
+
+impl PartitionState {
+    fn live(&self, seen: &Seen, start: u64, history: u64) -> bool {
+        self.busy_ms.saturating_sub(seen.busy_at) <= history
+            && !(seen.ended && seen.last_start < start)
+    }
 }
 
 /// Every assigned partition's state (see the module docs).
@@ -200,9 +226,8 @@ impl Window {
             closed_through,
             settled_through: closed_through,
             sources: HashMap::new(),
-            since: None,
+            busy_ms: 0,
             next_offset: None,
-            watermark: 0,
             last_message_ms: now_ms,
             recent: BTreeMap::new(),
             dirty: false,
@@ -242,62 +267,59 @@ impl Window {
         // An interval far in the future (a clock way off) would stay open, and hold the
         // partition's commit position, until that time.
         let horizon = now_ms.saturating_add(FUTURE_INTERVALS * len);
+        let bad_seq =
+            matches!(&envelope, Envelope::Partial(p) if p.seq.is_some_and(|s| s >= MAX_SEQ));
         if u64::from(origin.interval_ms) != len
             || !origin.interval_start_ms.is_multiple_of(len)
             || origin.interval_start_ms > horizon
+            || bad_seq
         {
             bump(&self.counters.invalid, 1);
             self.advance(partition, offset, now_ms);
             return;
         }
-        let source = self.intern(&origin.source_id);
-        let Some(p) = self.partitions.get_mut(&partition) else {
-            return;
-        };
-        p.last_message_ms = now_ms;
-        p.next_offset = Some(offset + 1);
-        p.dirty = true;
         let start = origin.interval_start_ms;
-        p.watermark = p.watermark.max(start.saturating_add(len));
-        p.since = Some(p.since.map_or(start, |s| s.min(start)));
-        let ended = matches!(&envelope, Envelope::End(IntervalEnd { last: true, .. }));
-        let seen = p.sources.entry(Arc::clone(&source)).or_insert(Seen {
-            last_start: start,
-            ended,
-        });
-        if start >= seen.last_start {
-            *seen = Seen {
-                last_start: start,
-                ended,
-            };
+        let epoch = origin.source_epoch_ms;
+        let source = self.intern(&origin.source_id);
+        if !self.advance(partition, offset, now_ms) {
+            return;
         }
+        let p = self.partitions.get_mut(&partition).expect("advanced");
         if p.closed_through.is_some_and(|c| start <= c) {
             if let Envelope::Partial(partial) = envelope {
-                self.late(partition, partial);
+                self.late(partition, source, partial);
             }
             return;
+        }
+        let final_marker = matches!(&envelope, Envelope::End(e) if e.last);
+        let busy = p.busy_ms;
+        let seen = p.sources.entry(Arc::clone(&source)).or_insert(Seen {
+            last_start: start,
+            ended: final_marker,
+            busy_at: busy,
+        });
+        seen.busy_at = busy;
+        if start > seen.last_start {
+            (seen.last_start, seen.ended) = (start, final_marker);
+        } else if start == seen.last_start {
+            seen.ended = final_marker;
         }
         let settings = &self.settings;
         let open = p.open.entry(start).or_insert_with(|| OpenInterval {
             series: Table::with_capacity(0, settings.bounds),
             first_offset: offset,
+            first_seen_ms: now_ms,
             sources: HashMap::new(),
         });
-        let progress = open
-            .sources
-            .entry((source, origin.source_epoch_ms))
-            .or_default();
+        let progress = open.sources.entry((source, epoch)).or_default();
         match envelope {
             Envelope::End(end) => {
                 bump(&self.counters.markers, 1);
                 progress.expected = Some(end.partials);
+                progress.last = end.last;
             }
             Envelope::Partial(partial) => {
                 match partial.seq {
-                    Some(seq) if seq >= MAX_SEQ => {
-                        bump(&self.counters.invalid, 1);
-                        return;
-                    }
                     Some(seq) => {
                         if !progress.record(seq) {
                             bump(&self.counters.duplicates, 1);
@@ -313,13 +335,18 @@ impl Window {
         }
     }
 
-    /// A message that is consumed but carries nothing to keep.
-    fn advance(&mut self, partition: i32, offset: i64, now_ms: u64) {
-        if let Some(p) = self.partitions.get_mut(&partition) {
-            p.next_offset = Some(offset + 1);
-            p.last_message_ms = now_ms;
-            p.dirty = true;
-        }
+    /// Books a consumed message on its partition (traffic time, position); false when the
+    /// partition is not ours.
+    fn advance(&mut self, partition: i32, offset: i64, now_ms: u64) -> bool {
+        let len = self.settings.interval_ms;
+        let Some(p) = self.partitions.get_mut(&partition) else {
+            return false;
+        };
+        p.busy_ms += now_ms.saturating_sub(p.last_message_ms).min(len);
+        p.last_message_ms = p.last_message_ms.max(now_ms);
+        p.next_offset = Some(offset + 1);
+        p.dirty = true;
+        true
     }
 
     /// A message that could not be decoded (counted by the caller).
@@ -327,21 +354,30 @@ impl Window {
         self.advance(partition, offset, now_ms);
     }
 
-    fn late(&mut self, partition: i32, partial: Partial) {
+    fn late(&mut self, partition: i32, source: Arc<str>, partial: Partial) {
         bump(&self.counters.late, 1);
         if self.settings.late != LatePolicy::Reemit {
             return;
         }
         let start = partial.origin.interval_start_ms;
-        let (key, value) = keyed(&self.settings, partial);
+        let epoch = partial.origin.source_epoch_ms;
+        let settings = &self.settings;
         let Some(p) = self.partitions.get_mut(&partition) else {
             return;
         };
-        if let Some(table) = p.recent.get_mut(&start) {
-            table.merge_value(key, value);
-            if !self.reemit.contains(&(partition, start)) {
-                self.reemit.push((partition, start));
-            }
+        let Some((table, sources)) = p.recent.get_mut(&start) else {
+            return;
+        };
+        if let Some(seq) = partial.seq
+            && !sources.entry((source, epoch)).or_default().record(seq)
+        {
+            bump(&self.counters.duplicates, 1);
+            return;
+        }
+        let (key, value) = keyed(settings, partial);
+        table.merge_value(key, value);
+        if !self.reemit.contains(&(partition, start)) {
+            self.reemit.push((partition, start));
         }
     }
 
@@ -351,42 +387,56 @@ impl Window {
         let mut by_start: BTreeMap<u64, (Table, Vec<(i32, u64)>)> = BTreeMap::new();
         let settings = &self.settings;
         let len = settings.interval_ms;
+        let grace = settings.grace_ms;
         let history = u64::from(settings.live_intervals) * len;
         for (&partition, p) in self.partitions.iter_mut() {
+            let busy = p.busy_ms;
+            p.sources
+                .retain(|_, seen| busy.saturating_sub(seen.busy_at) <= FORGET_AFTER * history);
+            let watched = p.busy_ms >= history;
             while let Some((&start, open)) = p.open.first_key_value() {
-                let due_by = start.saturating_add(len).saturating_add(settings.grace_ms);
-                let by_grace = now_ms >= due_by
-                    && (p.watermark >= due_by
-                        || now_ms.saturating_sub(p.last_message_ms) >= settings.grace_ms);
-                let watched = p.since.is_some_and(|s| s.saturating_add(history) <= start);
-                let complete = watched && {
-                    let live = p.sources.iter().filter(|(_, seen)| {
-                        seen.last_start.saturating_add(history) >= start
-                            && !(seen.ended && seen.last_start < start)
-                    });
-                    let mut all = true;
-                    for (source, _) in live {
-                        let mut any = false;
-                        for ((s, _), progress) in &open.sources {
-                            if s == source {
-                                any = true;
-                                all &= progress.complete();
-                            }
+                let due_by = start
+                    .saturating_add(len)
+                    .max(open.first_seen_ms)
+                    .saturating_add(grace);
+                let mut live = p
+                    .sources
+                    .iter()
+                    .filter(|(_, seen)| p.live(seen, start, history))
+                    .peekable();
+                let any_live = live.peek().is_some();
+                let mut complete = watched;
+                let mut moved_on = watched && any_live;
+                for (source, seen) in live {
+                    let mut epochs = 0;
+                    let mut finished = true;
+                    let mut all_final = true;
+                    for ((s, _), progress) in &open.sources {
+                        if s == source {
+                            epochs += 1;
+                            finished &= progress.complete();
+                            all_final &= progress.last;
                         }
-                        all &= any;
                     }
-                    all && open.sources.values().all(Progress::complete)
-                };
+                    complete &= epochs > 0 && finished && !all_final;
+                    // One that ended in this very interval will not move on.
+                    let ended_here = seen.ended && seen.last_start == start;
+                    moved_on &= ended_here || seen.last_start >= start.saturating_add(grace);
+                }
+                complete &= open.sources.values().all(Progress::complete);
+                let by_grace = now_ms >= due_by || moved_on;
                 if !complete && !by_grace {
                     break;
                 }
                 let open = p.open.pop_first().expect("first").1;
-                let counter = if complete {
-                    &self.counters.closed_complete
-                } else {
-                    &self.counters.closed_grace
-                };
-                bump(counter, 1);
+                bump(
+                    if complete {
+                        &self.counters.closed_complete
+                    } else {
+                        &self.counters.closed_grace
+                    },
+                    1,
+                );
                 p.closed_through = Some(start);
                 p.emitted.insert(start, (open.first_offset, false));
                 p.dirty = true;
@@ -396,7 +446,7 @@ impl Window {
                 if settings.late == LatePolicy::Reemit {
                     let mut kept = Table::with_capacity(0, settings.bounds);
                     kept.merge(open.series.clone());
-                    p.recent.insert(start, kept);
+                    p.recent.insert(start, (kept, open.sources));
                     while p.recent.len() > settings.reemit_intervals {
                         p.recent.pop_first();
                     }
@@ -406,10 +456,11 @@ impl Window {
             }
         }
         for (partition, start) in std::mem::take(&mut self.reemit) {
-            let Some(p) = self.partitions.get(&partition) else {
-                continue;
-            };
-            let Some(table) = p.recent.get(&start) else {
+            let Some((table, _)) = self
+                .partitions
+                .get(&partition)
+                .and_then(|p| p.recent.get(&start))
+            else {
                 continue;
             };
             bump(&self.counters.reemitted, 1);
@@ -438,11 +489,21 @@ impl Window {
         out
     }
 
-    /// Every sink is done with emitted interval `id`.
-    pub fn settle(&mut self, id: u64) {
+    /// Every sink is done with emitted interval `id`: `taken` when each delivered it or has
+    /// it on disk. One a sink dropped stays unsettled (see the module docs).
+    pub fn settle(&mut self, id: u64, taken: bool) {
         let Some(parts) = self.inflight.remove(&id) else {
             return;
         };
+        if !taken {
+            log::warn!(
+                "aggregate: a sink dropped a closed interval ({} partition parts); its \
+                 partitions' offsets stay uncommitted from there, so a restart or rebalance \
+                 replays it",
+                parts.len()
+            );
+            return;
+        }
         for (partition, start) in parts {
             let Some(p) = self.partitions.get_mut(&partition) else {
                 continue;
@@ -472,7 +533,9 @@ impl Window {
                 .open
                 .values()
                 .map(|o| o.first_offset)
-                .chain(p.emitted.values().filter(|e| !e.1).map(|e| e.0))
+                // Settled ones too: they are above the settled prefix, so not covered by
+                // `closed_through`, and a new owner must read them whole.
+                .chain(p.emitted.values().map(|e| e.0))
                 .min();
             out.push((
                 partition,
@@ -483,6 +546,29 @@ impl Window {
             ));
         }
         out
+    }
+
+    /// The latest commit position of every assigned partition (for a commit at revocation).
+    pub fn positions(&self) -> Vec<(i32, Position)> {
+        self.partitions
+            .iter()
+            .filter_map(|(&partition, p)| {
+                let next = p.next_offset?;
+                let oldest = p
+                    .open
+                    .values()
+                    .map(|o| o.first_offset)
+                    .chain(p.emitted.values().map(|e| e.0))
+                    .min();
+                Some((
+                    partition,
+                    Position {
+                        offset: oldest.unwrap_or(next).min(next),
+                        closed_through: p.settled_through,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Open intervals over all partitions.
@@ -521,6 +607,7 @@ fn keyed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::partial::IntervalEnd;
     use crate::aggregate::{Gauge, Value};
     use crate::metric::SeriesKey;
 
@@ -619,24 +706,112 @@ mod tests {
     #[test]
     fn intervals_close_on_markers_once_the_partition_was_watched_long_enough() {
         let mut f = Feed::new(LatePolicy::Drop);
-        // Watched from 0: with live_intervals = 2 the first two intervals cannot know every
-        // live source, so only grace closes them.
+        // Watched for one interval of traffic: with live_intervals = 2 it cannot know every
+        // live source yet, so only grace closes (at its end, or first message, + 1000).
         f.interval(0, 1000);
-        assert!(f.w.close_due(1500).is_empty());
-        f.interval(1000, 2000);
+        assert!(f.w.close_due(1999).is_empty());
         let closed = f.w.close_due(2000);
-        assert_eq!(closed.len(), 1, "interval 0 by grace at its end + 1000");
+        assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].state.timestamp_ms, 1000);
         assert_eq!(
             value(&closed[0], "c", MetricType::Counter, &[]),
             Value::Counter(3.0)
         );
-        f.interval(2000, 3000);
-        let closed = f.w.close_due(3000);
-        assert_eq!(closed.len(), 2, "1000 by grace, 2000 complete");
-        assert_eq!(f.count(&f.counters.closed_grace), 2);
+        // Two intervals of traffic: every live source's marker closes it at once.
+        f.interval(1000, 2000);
+        let closed = f.w.close_due(2000);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].state.timestamp_ms, 2000);
+        assert_eq!(f.count(&f.counters.closed_grace), 1);
         assert_eq!(f.count(&f.counters.closed_complete), 1);
         assert_eq!(f.w.open_intervals(), 0);
+    }
+
+    #[test]
+    fn a_backlog_after_an_outage_waits_for_every_source() {
+        let mut f = Feed::new(LatePolicy::Drop);
+        for start in [0, 1000, 2000] {
+            f.interval(start, start + LEN);
+        }
+        assert_eq!(f.w.close_due(3000).len(), 3);
+        // Kafka was down for an hour. Then `a` replays its 10 intervals before `b` does.
+        let back = 3_600_000;
+        for start in (3000..13_000).step_by(1000) {
+            f.send(
+                vec![counter("a", start, 0, "c", 1.0), end("a", start, 1)],
+                back,
+            );
+        }
+        assert!(
+            f.w.close_due(back).is_empty(),
+            "b is live: its backlog is coming"
+        );
+        for start in (3000..13_000).step_by(1000) {
+            f.send(
+                vec![counter("b", start, 0, "c", 2.0), end("b", start, 1)],
+                back + 500,
+            );
+        }
+        let closed = f.w.close_due(back + 500);
+        assert_eq!(closed.len(), 10);
+        for c in &closed {
+            assert_eq!(value(c, "c", MetricType::Counter, &[]), Value::Counter(3.0));
+        }
+        assert_eq!(f.count(&f.counters.late), 0);
+    }
+
+    #[test]
+    fn a_restart_mid_interval_is_waited_for() {
+        let mut f = Feed::new(LatePolicy::Drop);
+        for start in [0, 1000, 2000] {
+            f.interval(start, start + LEN);
+        }
+        f.w.close_due(3000);
+        // b stops cleanly mid-interval 3000: its final marker.
+        let mut last = end("b", 3000, 1);
+        if let Envelope::End(e) = &mut last {
+            e.last = true;
+        }
+        f.send(vec![counter("b", 3000, 0, "c", 2.0), last], 3500);
+        f.send(
+            vec![counter("a", 3000, 0, "c", 1.0), end("a", 3000, 1)],
+            4000,
+        );
+        assert!(
+            f.w.close_due(4000).is_empty(),
+            "b may come back as a new epoch"
+        );
+        let restarted = |e: Envelope| match e {
+            Envelope::Partial(mut p) => {
+                p.origin.source_epoch_ms = 2;
+                Envelope::Partial(p)
+            }
+            Envelope::End(mut m) => {
+                m.origin.source_epoch_ms = 2;
+                Envelope::End(m)
+            }
+        };
+        f.send(
+            vec![
+                restarted(counter("b", 3000, 0, "c", 5.0)),
+                restarted(end("b", 3000, 1)),
+            ],
+            4010,
+        );
+        let closed = f.w.close_due(4010);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            value(&closed[0], "c", MetricType::Counter, &[]),
+            Value::Counter(8.0)
+        );
+        // Had it not come back, grace would have closed it.
+        f.send(
+            vec![counter("a", 4000, 0, "c", 1.0), end("a", 4000, 1)],
+            5000,
+        );
+        f.send(vec![counter("b", 4000, 0, "c", 1.0)], 5000);
+        assert!(f.w.close_due(5999).is_empty());
+        assert_eq!(f.w.close_due(6000).len(), 1);
     }
 
     #[test]
@@ -704,7 +879,11 @@ mod tests {
         let mut f = Feed::new(LatePolicy::Reemit);
         f.send(vec![counter("a", 0, 0, "c", 1.0), end("a", 0, 1)], 1000);
         assert_eq!(f.w.close_due(2001).len(), 1);
-        f.send(vec![counter("b", 0, 0, "c", 7.0)], 2500);
+        // Late, and delivered twice (a retry): merged once.
+        f.send(
+            vec![counter("b", 0, 0, "c", 7.0), counter("b", 0, 0, "c", 7.0)],
+            2500,
+        );
         let closed = f.w.close_due(2600);
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].state.timestamp_ms, 1000);
@@ -713,6 +892,8 @@ mod tests {
             Value::Counter(8.0)
         );
         assert_eq!(f.count(&f.counters.reemitted), 1);
+        assert_eq!(f.count(&f.counters.duplicates), 1);
+        assert_eq!(f.count(&f.counters.late), 2);
     }
 
     #[test]
@@ -722,7 +903,7 @@ mod tests {
             f.interval(start, start + LEN);
         }
         assert_eq!(f.w.close_due(3000).len(), 3);
-        // b stops: 3000 and 4000 wait for grace (b is still live), 5000 does not.
+        // b stops after 2000: it is waited for while live (traffic time), then not.
         let mut closed = Vec::new();
         for start in [3000, 4000, 5000] {
             f.send(
@@ -736,8 +917,10 @@ mod tests {
             );
         }
         assert_eq!(closed, vec![4000, 5000, 6000]);
-        assert_eq!(f.count(&f.counters.closed_grace), 2 + 2);
-        assert_eq!(f.count(&f.counters.closed_complete), 1 + 1);
+        // 3000 by grace; by the time 4000 is due, b has been silent for longer than
+        // live_intervals of traffic time, so 4000 and 5000 close on a's markers.
+        assert_eq!(f.count(&f.counters.closed_grace), 1);
+        assert_eq!(f.count(&f.counters.closed_complete), 3 + 2);
         assert_eq!(f.w.open_intervals(), 0);
     }
 
@@ -817,21 +1000,46 @@ mod tests {
             )]
         );
         let closed = f.w.close_due(2000);
-        assert_eq!(closed.len(), 1);
+        assert_eq!(closed.len(), 2);
         assert_eq!(f.w.commits()[0].1.offset, 0, "emitted but not settled");
-        f.w.settle(closed[0].id);
+        // The newer one settles first: nothing below the older one may be skipped.
+        f.w.settle(closed[1].id, true);
         assert_eq!(
             f.w.commits(),
             vec![(
                 0,
                 Position {
-                    offset: 4,
-                    closed_through: Some(0)
+                    offset: 0,
+                    closed_through: None
                 }
             )]
         );
-        let closed = f.w.close_due(3001);
-        f.w.settle(closed[0].id);
+        // A sink dropped the older one: it stays unsettled.
+        f.w.settle(closed[0].id, false);
+        assert!(f.w.commits().is_empty());
+        f.interval(2000, 3000); // offsets 8..12
+        let closed = f.w.close_due(3000);
+        f.w.settle(closed[0].id, true);
+        assert_eq!(
+            f.w.commits(),
+            vec![(
+                0,
+                Position {
+                    offset: 0,
+                    closed_through: None
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn settled_intervals_advance_the_commit_and_closed_through() {
+        let mut f = Feed::new(LatePolicy::Drop);
+        f.interval(0, 1000);
+        f.interval(1000, 2000);
+        let closed = f.w.close_due(2000);
+        f.w.settle(closed[1].id, true);
+        f.w.settle(closed[0].id, true);
         assert_eq!(
             f.w.commits(),
             vec![(

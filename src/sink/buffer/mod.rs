@@ -209,8 +209,11 @@ impl DeliveryBuffer {
         if spool.append(batch, |_| true, State::Unread).is_none() {
             return false;
         }
-        let batch = self.pending.pop_front().expect("front");
+        let mut batch = self.pending.pop_front().expect("front");
         self.bytes -= batch.bytes();
+        if let Some(r) = batch.receipt.take() {
+            r.settle();
+        }
         true
     }
 
@@ -253,7 +256,9 @@ impl DeliveryBuffer {
             track.record = record;
             if record.is_some() {
                 track.data = None;
-                track.receipt = None;
+                if let Some(r) = track.receipt.take() {
+                    r.settle();
+                }
             }
         }
         for batch in self.active.iter_mut() {
@@ -265,8 +270,10 @@ impl DeliveryBuffer {
                 None => spool.append(batch, |i| i >= batch.next_index(), State::Out),
             };
             batch.record = record;
-            if record.is_some() {
-                batch.receipt = None;
+            if record.is_some()
+                && let Some(r) = batch.receipt.take()
+            {
+                r.settle();
             }
             if let Some(t) = self.tracks.iter_mut().find(|t| t.id == batch.id) {
                 t.record = record;
@@ -377,8 +384,10 @@ impl DeliveryBuffer {
             if let Some(i) = self.track_index(batch.id) {
                 let track = &mut self.tracks[i];
                 track.taken = true;
-                if track.record.is_none() && batch.record.is_none() {
-                    track.receipt = batch.receipt.take();
+                // Until acknowledged, unless it is on disk already.
+                match batch.receipt.take() {
+                    Some(r) if track.record.is_some() || batch.record.is_some() => r.settle(),
+                    r => track.receipt = r,
                 }
                 track.record = track.record.or(batch.record);
                 if track.unresolved == 0 {
@@ -388,6 +397,10 @@ impl DeliveryBuffer {
                 }
             }
             return;
+        }
+        // Written to the destination: delivered, for a transport without acknowledgements.
+        if let Some(r) = batch.receipt.take() {
+            r.settle();
         }
         if let Some(record) = batch.record
             && let SpoolSlot::Open(spool) = &mut self.spool
@@ -401,7 +414,10 @@ impl DeliveryBuffer {
     }
 
     fn finish_track(&mut self, i: usize) {
-        let track = self.tracks.remove(i).expect("index");
+        let mut track = self.tracks.remove(i).expect("index");
+        if let Some(r) = track.receipt.take() {
+            r.settle();
+        }
         if let Some(record) = track.record
             && let SpoolSlot::Open(spool) = &mut self.spool
         {
@@ -550,7 +566,7 @@ impl<T: Transport> Sink for BufferedSink<T> {
         let mut batch = Batch::default();
         self.transport.encode(flushed, &mut batch);
         batch.set_flushed_ms(flushed.snapshot.timestamp_ms);
-        batch.receipt = flushed.receipt.clone();
+        batch.receipt = flushed.receipt.as_ref().map(super::Receipt::hold);
         self.buffer.push_back(batch);
         self.transport.deliver(&mut self.buffer);
         Ok(())

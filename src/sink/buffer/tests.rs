@@ -212,6 +212,25 @@ mod spooled {
     }
 
     #[test]
+    fn a_receipt_is_taken_once_its_batch_is_on_disk() {
+        let dir = TempDir::new();
+        let (done, outcomes) = crossbeam_channel::unbounded();
+        let settings = spooled(&dir, 1 << 20, Duration::ZERO);
+        let mut buffer = DeliveryBuffer::new("k", &settings, Arc::default());
+        buffer.set_acknowledged();
+        buffer.push_back(held(&["a1"], 1, &done));
+        // Handed over, unacknowledged, then due: spooled, which is taken.
+        let _sent = take_all(&mut buffer);
+        blocked(&mut buffer);
+        assert_eq!(outcomes.try_recv(), Ok((1, true)));
+        // The destination is down: pending, then due, then on disk.
+        buffer.push_back(held(&["b1"], 2, &done));
+        assert!(outcomes.try_recv().is_err());
+        blocked(&mut buffer);
+        assert_eq!(outcomes.try_recv(), Ok((2, true)));
+    }
+
+    #[test]
     fn eviction_to_disk_writes_older_batches_first() {
         let dir = TempDir::new();
         let counters: Arc<SinkCounters> = Arc::default();
@@ -236,4 +255,54 @@ mod spooled {
         let replayed: Vec<String> = take_all(&mut buffer).into_iter().map(|(p, _)| p).collect();
         assert_eq!(replayed, ["a1", "a2", "b1", "b2"]);
     }
+}
+
+/// A batch holding receipt `id` of a flush whose outcome arrives on the returned channel.
+fn held(messages: &[&str], id: u64, done: &crossbeam_channel::Sender<(u64, bool)>) -> Batch {
+    let mut b = batch(messages);
+    let carrier = crate::sink::Receipt::new(id, done.clone());
+    b.receipt = Some(carrier.hold());
+    b
+}
+
+#[test]
+fn receipts_report_taken_only_once_acknowledged_and_not_taken_when_dropped() {
+    let (done, outcomes) = crossbeam_channel::unbounded();
+    let counters = Arc::new(SinkCounters::default());
+    let one = batch(&["a1", "a2"]).bytes();
+    let mut buffer = DeliveryBuffer::new("t", &memory(2 * one), Arc::clone(&counters));
+    buffer.set_acknowledged();
+    buffer.push_back(held(&["a1", "a2"], 1, &done));
+    let mut tags = Vec::new();
+    buffer.deliver(|b| {
+        while let Some(m) = b.front() {
+            tags.push(m.tag);
+            b.advance();
+        }
+        Flow::Done
+    });
+    assert!(
+        outcomes.try_recv().is_err(),
+        "handed over, not acknowledged"
+    );
+    buffer.resolve(tags[0]);
+    assert!(outcomes.try_recv().is_err());
+    buffer.resolve(tags[1]);
+    assert_eq!(outcomes.try_recv(), Ok((1, true)));
+    // Without a spool, a full buffer drops the oldest pending snapshot: not taken.
+    buffer.push_back(held(&["b1", "b2"], 2, &done));
+    buffer.push_back(held(&["c1", "c2"], 3, &done));
+    buffer.push_back(held(&["d1", "d2"], 4, &done));
+    assert_eq!(outcomes.try_recv(), Ok((2, false)));
+    assert!(outcomes.try_recv().is_err());
+}
+
+#[test]
+fn receipts_of_unacknowledged_transports_are_taken_when_written() {
+    let (done, outcomes) = crossbeam_channel::unbounded();
+    let mut buffer = DeliveryBuffer::new("t", &memory(1 << 20), Arc::default());
+    buffer.push_back(held(&["a"], 7, &done));
+    assert!(outcomes.try_recv().is_err());
+    assert_eq!(taken(&mut buffer, 10), ["a"]);
+    assert_eq!(outcomes.try_recv(), Ok((7, true)));
 }
