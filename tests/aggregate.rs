@@ -399,6 +399,46 @@ fn a_sigkilled_aggregator_loses_nothing_and_its_partitions_move() {
     a3.daemon.stop().assert_clean_stop();
 }
 
+#[test]
+fn a_kafka_outage_delays_partials_and_loses_none() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let a = aggregator(&bootstrap, "o1", "");
+    wait_assigned(&[&a], Duration::from_secs(30));
+    let locals: Vec<Local> = (0..2)
+        .map(|i| local(&bootstrap, &format!("host-{i}")))
+        .collect();
+    let socket = sender(locals[0].daemon.statsd.unwrap());
+    let mut sent = 0.0;
+    let mut round = |n: u32| {
+        for l in &locals {
+            traffic(&socket, &l.daemon, "req", n, 250);
+            sent += f64::from(n);
+        }
+    };
+    round(100);
+    round(100);
+    // The only broker goes down for several intervals: the hosts keep their partials (and
+    // librdkafka retries them), the aggregator reads nothing.
+    cluster.broker_down(1).unwrap();
+    for _ in 0..8 {
+        round(50);
+    }
+    cluster.broker_up(1).unwrap();
+    round(100);
+    align(300);
+    for l in locals {
+        l.daemon.stop().assert_clean_stop();
+    }
+    wait_total(&bootstrap, "req", sent, Duration::from_secs(60));
+    assert_eq!(
+        metric_value(&a.daemon, "rstatsd_aggregate_late_total"),
+        Some(0.0)
+    );
+    a.daemon.stop().assert_clean_stop();
+}
+
 /// A fake source: writes partials for one interval with the library's own encoder.
 struct Source {
     producer: BaseProducer,

@@ -91,7 +91,16 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+    /// A commit fails as a whole, or partition by partition (e.g. during a rebalance).
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let result = result.and_then(|()| {
+            offsets
+                .elements()
+                .iter()
+                .map(|e| e.error())
+                .find(Result::is_err)
+                .unwrap_or(Ok(()))
+        });
         if let Err(e) = result {
             self.counters
                 .commit_errors
