@@ -179,6 +179,23 @@ struct PartitionState {
 }
 
 impl PartitionState {
+    /// Where a new owner must start reading (see the module docs), once anything was read.
+    fn position(&self) -> Option<Position> {
+        let next = self.next_offset?;
+        let oldest = self
+            .open
+            .values()
+            .map(|o| o.first_offset)
+            // Settled ones too: they are above the settled prefix, so not covered by
+            // `closed_through`, and a new owner must read them whole.
+            .chain(self.emitted.values().map(|e| e.0))
+            .min();
+        Some(Position {
+            offset: oldest.unwrap_or(next).min(next),
+            closed_through: self.settled_through,
+        })
+    }
+
     fn live(&self, seen: &Seen, start: u64, history: u64) -> bool {
         self.busy_ms.saturating_sub(seen.busy_at) <= history
             && !(seen.ended && seen.last_start < start)
@@ -527,23 +544,11 @@ impl Window {
             if !p.dirty {
                 continue;
             }
-            let Some(next) = p.next_offset else { continue };
+            let Some(position) = p.position() else {
+                continue;
+            };
             p.dirty = false;
-            let oldest = p
-                .open
-                .values()
-                .map(|o| o.first_offset)
-                // Settled ones too: they are above the settled prefix, so not covered by
-                // `closed_through`, and a new owner must read them whole.
-                .chain(p.emitted.values().map(|e| e.0))
-                .min();
-            out.push((
-                partition,
-                Position {
-                    offset: oldest.unwrap_or(next).min(next),
-                    closed_through: p.settled_through,
-                },
-            ));
+            out.push((partition, position));
         }
         out
     }
@@ -552,22 +557,7 @@ impl Window {
     pub fn positions(&self) -> Vec<(i32, Position)> {
         self.partitions
             .iter()
-            .filter_map(|(&partition, p)| {
-                let next = p.next_offset?;
-                let oldest = p
-                    .open
-                    .values()
-                    .map(|o| o.first_offset)
-                    .chain(p.emitted.values().map(|e| e.0))
-                    .min();
-                Some((
-                    partition,
-                    Position {
-                        offset: oldest.unwrap_or(next).min(next),
-                        closed_through: p.settled_through,
-                    },
-                ))
-            })
+            .filter_map(|(&partition, p)| Some((partition, p.position()?)))
             .collect()
     }
 
