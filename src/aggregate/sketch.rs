@@ -95,7 +95,21 @@ impl Mapping {
 
     /// The value reported for bin `i`: 2γ^(i+1)/(1+γ), within α of all it holds.
     pub fn value(&self, index: i32) -> f64 {
-        2.0 * f64::powf(2.0, f64::from(index + 1) / self.per_doubling) / (1.0 + self.gamma)
+        let exponent = f64::from(index + 1) / self.per_doubling;
+        let value = 2.0 * f64::powf(2.0, exponent) / (1.0 + self.gamma);
+        if value.is_finite() {
+            return value;
+        }
+        // The top bins of the f64 range: γ^(i+1) itself overflows though the value reported
+        // (below it by the factor 2/(1+γ)) may not. Only these bins take this path, so every
+        // other value stays bit for bit what the readers of our sketches compute.
+        (f64::powf(2.0, exponent - 1.0) * (2.0 / (1.0 + self.gamma)) * 2.0).min(f64::MAX)
+    }
+
+    /// The bins finite magnitudes fall in, from the smallest subnormal to `f64::MAX`: a
+    /// decoded bin outside them holds no value a sample could have had.
+    pub fn finite_indices(&self) -> std::ops::RangeInclusive<i32> {
+        self.index(f64::from_bits(1))..=self.index(f64::MAX)
     }
 }
 
@@ -476,6 +490,25 @@ mod tests {
             }
         }
         assert!(differ <= 10, "{differ} of 1,400,000 differ");
+    }
+
+    #[test]
+    fn the_extremes_of_the_f64_range_report_finite_values() {
+        for scale in 0..=10 {
+            let m = Mapping::with_scale(scale);
+            let (low, high) = (*m.finite_indices().start(), *m.finite_indices().end());
+            assert_eq!((low, high), (m.index(f64::from_bits(1)), m.index(f64::MAX)));
+            let top = m.value(high);
+            assert!(top.is_finite() && top <= f64::MAX, "scale {scale}: {top}");
+            // Within α of f64::MAX, unless clamped to it.
+            assert!(
+                top >= f64::MAX * (1.0 - m.relative_accuracy()),
+                "scale {scale}"
+            );
+            assert!(m.value(low) >= 0.0);
+        }
+        let s = sketch([-f64::MAX, f64::MAX], 2048);
+        assert!(s.value_at(0).is_finite() && s.value_at(1).is_finite());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! (`contiguousBinIndexOffset` + packed `contiguousBinCounts`), the form every reader
 //! accepts; the reader here also takes the sparse `binCounts` map.
 
-use super::sketch::{MAX_INDEX, Mapping, Sketch, Store};
+use super::sketch::{Mapping, Sketch, Store};
 use crate::format::protobuf::{self, Field, double_field, len_field, tag, varint, zigzag};
 
 /// Why bytes are not a sketch this build can merge.
@@ -114,11 +114,17 @@ pub fn decode(data: &[u8], max_bins: usize) -> Result<Sketch, BadProto> {
         return Err(BadProto("more samples than a sketch counts exactly"));
     }
     let mut sketch = Sketch::new(mapping, max_bins);
+    let finite = mapping.finite_indices();
+    let finite = i64::from(*finite.start())..=i64::from(*finite.end());
     let [positive, negative] = stores;
     for (negative, bins) in [(false, positive), (true, negative)] {
         for (key, n) in bins {
+            if n == 0 {
+                continue;
+            }
             let index = i64::from(key) - i64::from(offset) - 1;
-            if index.abs() > i64::from(MAX_INDEX) {
+            // A bin no finite sample falls in would report an infinite (or zero) quantile.
+            if !finite.contains(&index) {
                 return Err(BadProto("bin index out of range"));
             }
             sketch.add_bin(negative, index as i32, n);
@@ -222,6 +228,37 @@ mod tests {
         // An empty sketch is a mapping and two empty stores.
         let empty = Sketch::new(Mapping::with_scale(6), 2048);
         assert_eq!(decode(&encode(&empty), 2048), Ok(empty));
+    }
+
+    #[test]
+    fn bins_beyond_the_f64_range_are_refused() {
+        // Scale 0 (γ = 2): key 1024 holds values above 2^1024, key −1076 below every subnormal.
+        for (key, verdict) in [
+            (1023, Ok(1)),
+            (1024, Err("bin index out of range")),
+            (-1075, Ok(1)),
+            (-1076, Err("bin index out of range")),
+        ] {
+            let mut mapping = Vec::new();
+            double_field(&mut mapping, 1, 2.0);
+            double_field(&mut mapping, 2, INDEX_OFFSET);
+            let mut store = Vec::new();
+            len_field(&mut store, 2, &1f64.to_le_bytes());
+            tag(&mut store, 3, 0);
+            varint(&mut store, zigzag(key));
+            let mut msg = Vec::new();
+            len_field(&mut msg, 1, &mapping);
+            len_field(&mut msg, 2, &store);
+            let decoded = decode(&msg, 8);
+            assert_eq!(
+                decoded.as_ref().map(Sketch::count).map_err(|e| e.0),
+                verdict,
+                "key {key}"
+            );
+            if let Ok(s) = decoded {
+                assert!(s.value_at(0).is_finite());
+            }
+        }
     }
 
     #[test]
