@@ -11,6 +11,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
+use std::convert::Infallible;
+
+use rstatsd::aggregate::round::Round;
 use rstatsd::aggregate::{Bounds, Table};
 use rstatsd::metric::Metric;
 use rstatsd::parse::json::JsonParser;
@@ -22,6 +25,33 @@ struct Aggregate(Table);
 
 impl Handler for Aggregate {
     fn metric(&mut self, metric: &Metric<'_, '_>) {
+        self.0.apply(metric, 0);
+    }
+    fn reject(&mut self, reason: Reject, _input: &[u8]) {
+        panic!("bench input rejected: {reason:?}");
+    }
+    fn skip(&mut self, _kind: Skip) {}
+}
+
+/// What a receiver does: untagged metrics applied a [`Round`] at a time.
+struct InRounds(Table, Round);
+
+impl InRounds {
+    fn apply_round(&mut self) {
+        let ok = |_: &rstatsd::metric::SeriesRef<'_, '_>| Ok::<(), Infallible>(());
+        self.1.apply(&mut self.0, 0, ok, |_, _| {});
+    }
+}
+
+impl Handler for InRounds {
+    fn metric(&mut self, metric: &Metric<'_, '_>) {
+        if self.1.defer(metric) {
+            if self.1.is_full() {
+                self.apply_round();
+            }
+            return;
+        }
+        self.apply_round();
         self.0.apply(metric, 0);
     }
     fn reject(&mut self, reason: Reject, _input: &[u8]) {
@@ -89,9 +119,10 @@ fn mixed(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallT
     const DATAGRAMS: usize = 4096;
     let datagrams = mixed_datagrams(DATAGRAMS, 20);
     let mut parser = LineParser::new(true);
-    let mut handler = Aggregate(Table::with_capacity(0, Bounds::default()));
-    let mut next = 0;
+    let fresh = || Table::with_capacity(3000, Bounds::default());
     group.throughput(Throughput::Elements(20));
+    let mut handler = Aggregate(fresh());
+    let mut next = 0;
     group.bench_function("mixed_1000_keys_20_per_datagram", |b| {
         b.iter(|| {
             next += 1;
@@ -99,9 +130,27 @@ fn mixed(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallT
                 // A fresh table now and then, as a flush gives the daemon: timers keep an
                 // interval's samples, not the whole run's.
                 next = 0;
-                handler.0 = Table::with_capacity(3000, Bounds::default());
+                handler.0 = fresh();
             }
             parser.parse_datagram(black_box(&datagrams[next % DATAGRAMS]), &mut handler)
+        })
+    });
+    // The receiver's way: rounds of up to 128 metrics (here a round is a batch of 6
+    // datagrams, applied whole, as a receiver applies each `recvmmsg` batch).
+    let mut handler = InRounds(fresh(), Round::new());
+    let mut next = 0;
+    group.throughput(Throughput::Elements(120));
+    group.bench_function("mixed_1000_keys_20_per_datagram_in_rounds", |b| {
+        b.iter(|| {
+            next += 6;
+            if next >= DATAGRAMS * 4 {
+                next = 0;
+                handler.0 = fresh();
+            }
+            for i in next..next + 6 {
+                parser.parse_datagram(black_box(&datagrams[i % DATAGRAMS]), &mut handler);
+            }
+            handler.apply_round();
         })
     });
 }

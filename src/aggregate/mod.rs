@@ -5,7 +5,8 @@
 //!   and in a [`crate::snapshot::Snapshot`], and [`Value::merge`] combines two of them, so
 //!   per-thread tables (and, later, partial aggregates from other hosts) merge exactly.
 //! - [`Table`] is owned by one receiver thread; nothing else touches it until the flusher
-//!   takes it whole.
+//!   takes it whole. [`round`] applies a receiver's untagged metrics to it a round at a
+//!   time, so that their cache misses overlap.
 //! - [`samples`] and [`set`]: the bounded state of timers and sets: exact up to
 //!   [`Bounds`], then a DDSketch ([`sketch`]) or a HyperLogLog ([`hll`]), both mergeable.
 //! - [`timer`] computes Etsy's timer statistics from sorted samples, or from a sketch.
@@ -17,6 +18,7 @@
 mod guard;
 pub mod hll;
 pub mod partial;
+pub mod round;
 pub mod samples;
 pub mod set;
 pub mod sketch;

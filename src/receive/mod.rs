@@ -17,6 +17,10 @@
 //! spent more on wakeups than on parsing 20-metric datagrams, and every extra receiver
 //! multiplied it: each receiver of a group sees only its share of the traffic.
 //!
+//! **Rounds.** Untagged metrics are applied to the table a [`Round`] at a time, so that
+//! their lookups' cache misses overlap (see [`crate::aggregate::round`]); a batch applies its
+//! last round before it returns, and any other metric applies the round before it.
+//!
 //! **Swaps.** Between batches the receiver answers the flusher's [`Control`] messages. An
 //! idle receiver wakes at least every [`POLL_INTERVAL`] (socket read timeout), so a swap is
 //! always answered within that bound. Every metric is in exactly one table: swaps happen only
@@ -40,6 +44,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg};
 use serde::{Deserialize, Serialize};
 
 pub use self::socket::{BoundGroup, bind_group, socket_drops, socket_inode};
+use crate::aggregate::round::Round;
 use crate::aggregate::{Bounds, Refusal, SeriesGuard, Table};
 use crate::logging::RateLimit;
 use crate::metric::Metric;
@@ -254,18 +259,33 @@ struct State {
     guard: Arc<SeriesGuard>,
     /// Intervals (harvests) so far: the guard's per-name counts restart with each.
     generation: u32,
+    /// Untagged metrics waiting to be applied together (see the module docs).
+    round: Round,
     refusal_log: RateLimit,
 }
 
 impl Handler for State {
     #[inline]
     fn metric(&mut self, metric: &Metric<'_, '_>) {
+        if self.round.defer(metric) {
+            if self.round.is_full() {
+                self.apply_round();
+            }
+            return;
+        }
+        self.apply_round();
         match self
             .table
             .apply_guarded(metric, self.stamp, &self.guard, self.generation)
         {
             Ok(()) => self.stats.metrics_received += 1,
-            Err(refusal) => self.refused(refusal, metric),
+            Err(refusal) => State::refused(
+                &mut self.stats,
+                &mut self.refusal_log,
+                self.protocol,
+                refusal,
+                metric,
+            ),
         }
     }
 
@@ -290,23 +310,54 @@ impl Handler for State {
 }
 
 impl State {
+    /// Applies the waiting round, counting what it applied and what the guard refused.
+    fn apply_round(&mut self) {
+        if self.round.is_empty() {
+            return;
+        }
+        let mut round = std::mem::take(&mut self.round);
+        let (guard, generation) = (&self.guard, self.generation);
+        round.apply(
+            &mut self.table,
+            self.stamp,
+            |series| guard.admit(series.name, false, generation),
+            |metric, outcome| match outcome {
+                Ok(()) => self.stats.metrics_received += 1,
+                Err(refusal) => State::refused(
+                    &mut self.stats,
+                    &mut self.refusal_log,
+                    self.protocol,
+                    refusal,
+                    metric,
+                ),
+            },
+        );
+        self.round = round;
+    }
+
     #[cold]
-    fn refused(&mut self, refusal: Refusal, metric: &Metric<'_, '_>) {
+    fn refused(
+        stats: &mut ReceiverStats,
+        log: &mut RateLimit,
+        protocol: Protocol,
+        refusal: Refusal,
+        metric: &Metric<'_, '_>,
+    ) {
         let limit = match refusal {
             Refusal::Series => {
-                self.stats.series_rejected += 1;
+                stats.series_rejected += 1;
                 "limits.max_series"
             }
             Refusal::TagSets => {
-                self.stats.tag_sets_rejected += 1;
+                stats.tag_sets_rejected += 1;
                 "limits.max_tag_sets_per_name"
             }
         };
-        if let Some(suppressed) = self.refusal_log.allow() {
+        if let Some(suppressed) = log.allow() {
             log::warn!(
                 "{}: new series of {:?} rejected: {limit} reached for this interval; known \
                  series keep updating ({suppressed} more rejected since the last report)",
-                self.protocol.name(),
+                protocol.name(),
                 metric.series.name,
             );
         }
@@ -339,6 +390,7 @@ impl ReceiverThread {
                 reject_log: RateLimit::new(Duration::from_secs(10)),
                 guard: Arc::clone(&settings.guard),
                 generation: 0,
+                round: Round::new(),
                 refusal_log: RateLimit::new(Duration::from_secs(10)),
             },
             error_log: RateLimit::new(Duration::from_secs(10)),
@@ -384,6 +436,8 @@ impl ReceiverThread {
     /// Takes the table and counters, leaving empty ones sized like the last interval.
     fn harvest(&mut self) -> Harvest {
         let state = &mut self.state;
+        // Every batch applies its last round; this keeps it so if that ever changes.
+        state.apply_round();
         let fresh = state.table.sized_like();
         let table = std::mem::replace(&mut state.table, fresh);
         state.generation = state.generation.wrapping_add(1);
@@ -464,6 +518,7 @@ impl ReceiverThread {
             let datagram = &mut chunk[..len];
             self.parser.parse_datagram(datagram, &mut self.state);
         }
+        self.state.apply_round();
         count
     }
 }
