@@ -137,7 +137,6 @@ mod tests {
     use crate::aggregate::Bounds;
     use crate::metric::{SeriesKey, TagRef};
     use std::borrow::Cow;
-    use std::convert::Infallible;
 
     fn metric<'a>(
         name: &'a str,
@@ -154,59 +153,93 @@ mod tests {
 
     #[test]
     fn rounds_leave_the_table_one_by_one_application_leaves() {
+        // 1,000 metrics over 60 names (one longer than a name kept inline), mostly
+        // untagged numbers, so rounds fill up with repeated series and series new to the
+        // table; a set member or a tagged counter every 150 applies a round early. The
+        // cardinality guard admits only the first 45 series: which ones depends on order.
         let tags: [TagRef<'_>; 1] = [("env", Cow::Borrowed("prod"))];
-        let names: Vec<String> = (0..300).map(|i| format!("k{}", i % 37)).collect();
+        let names: Vec<String> = (0..60)
+            .map(|i| match i {
+                7 => "a.name.longer.than.twenty.three.bytes".to_string(),
+                _ => format!("k{i}"),
+            })
+            .collect();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut metrics = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let sample = |v: f64| {
-                if i % 7 == 3 {
-                    Sample::Delta(v)
-                } else {
-                    Sample::Value(v)
-                }
-            };
-            metrics.push(match i % 5 {
-                0 => metric(name, MetricType::Gauge, sample(i as f64), &[]),
-                1 => metric(name, MetricType::Timer, Sample::Value(i as f64), &[]),
-                2 => metric(name, MetricType::Counter, Sample::Value(1.0), &tags),
-                3 => metric(
+        for i in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let name = &names[(x % 60) as usize];
+            let v = (x >> 40) as f64;
+            metrics.push(match (i % 300, x % 6) {
+                (299, _) => metric(name, MetricType::Counter, Sample::Value(1.0), &tags),
+                (149, _) => metric(
                     name,
                     MetricType::Set,
                     Sample::Member(Cow::Borrowed(name)),
                     &[],
                 ),
-                _ => Metric {
+                (_, 0) => metric(name, MetricType::Gauge, Sample::Value(v), &[]),
+                (_, 1) => metric(name, MetricType::Gauge, Sample::Delta(v), &[]),
+                (_, 2) => metric(name, MetricType::Timer, Sample::Value(v), &[]),
+                (_, 3) => Metric {
                     sample_rate: 0.5,
                     ..metric(name, MetricType::Counter, Sample::Value(2.0), &[])
                 },
+                _ => metric(name, MetricType::Counter, Sample::Value(1.0), &[]),
             });
         }
-        let mut direct = Table::with_capacity(0, Bounds::default());
+        let limit = |admitted: &std::cell::Cell<usize>| {
+            let n = admitted.get();
+            admitted.set(n + 1);
+            if n < 45 { Ok(()) } else { Err("full") }
+        };
+
+        let (mut direct, admitted) = (
+            Table::with_capacity(0, Bounds::default()),
+            Default::default(),
+        );
+        let (mut direct_ok, mut direct_refused) = (0, 0);
         for m in &metrics {
-            direct.apply(m, 0);
+            match direct.apply_admitted(m, 0, |_| limit(&admitted)) {
+                Ok(()) => direct_ok += 1,
+                Err(_) => direct_refused += 1,
+            }
         }
-        let mut rounds = Table::with_capacity(0, Bounds::default());
+
+        let (mut rounds, admitted) = (
+            Table::with_capacity(0, Bounds::default()),
+            Default::default(),
+        );
         let mut round = Round::new();
-        let (mut deferred, mut applied) = (0, 0);
-        let admit = |_: &SeriesRef<'_, '_>| Ok::<(), Infallible>(());
+        let (mut ok, mut refused, mut deferred, mut full) = (0, 0, 0, 0);
+        let mut outcome = |r: Result<(), &str>| match r {
+            Ok(()) => ok += 1,
+            Err(_) => refused += 1,
+        };
         for m in &metrics {
             if round.defer(m) {
                 deferred += 1;
                 if round.is_full() {
-                    round.apply(&mut rounds, 0, admit, |_, r| {
-                        assert!(r.is_ok());
-                        applied += 1;
-                    });
+                    full += 1;
+                    round.apply(&mut rounds, 0, |_| limit(&admitted), |_, r| outcome(r));
                 }
                 continue;
             }
-            round.apply(&mut rounds, 0, admit, |_, _| applied += 1);
-            rounds.apply(m, 0);
+            round.apply(&mut rounds, 0, |_| limit(&admitted), |_, r| outcome(r));
+            outcome(rounds.apply_admitted(m, 0, |_| limit(&admitted)));
         }
-        round.apply(&mut rounds, 0, admit, |_, _| applied += 1);
+        round.apply(&mut rounds, 0, |_| limit(&admitted), |_, r| outcome(r));
         assert!(round.is_empty());
-        // 3 of the 5 kinds are deferred: not the tagged counters nor the set members.
-        assert_eq!((deferred, applied), (180, 180));
+
+        // 3 set members and 3 tagged counters were applied directly, the rest deferred; each
+        // stretch of 149 between them filled one round.
+        assert_eq!(deferred, 1000 - 6);
+        assert_eq!(full, 6);
+        assert!(direct_refused > 0);
+        assert_eq!((ok, refused), (direct_ok, direct_refused));
+        assert_eq!(rounds.len(), 45);
         assert_eq!(rounds.len(), direct.len());
         for m in &metrics {
             let key = SeriesKey::new(
@@ -214,7 +247,6 @@ mod tests {
                 m.series.mtype,
                 m.series.tags.iter().map(|(k, v)| (*k, &**v)),
             );
-            assert!(rounds.get(&key).is_some(), "{key:?}");
             assert_eq!(rounds.get(&key), direct.get(&key), "{key:?}");
         }
     }

@@ -100,9 +100,10 @@ impl Mapping {
         if value.is_finite() {
             return value;
         }
-        // The top bins of the f64 range: γ^(i+1) itself overflows though the value reported
-        // (below it by the factor 2/(1+γ)) may not. Only these bins take this path, so every
-        // other value stays bit for bit what the readers of our sketches compute.
+        // The top bins of the f64 range: 2γ^(i+1) (or γ^(i+1) itself, for the last bin)
+        // overflows though the value reported, below γ^(i+1) by the factor 2/(1+γ), may not.
+        // Only these bins take this path, so every other value stays bit for bit what the
+        // readers of our sketches compute.
         (f64::powf(2.0, exponent - 1.0) * (2.0 / (1.0 + self.gamma)) * 2.0).min(f64::MAX)
     }
 
@@ -505,7 +506,7 @@ mod tests {
                 top >= f64::MAX * (1.0 - m.relative_accuracy()),
                 "scale {scale}"
             );
-            assert!(m.value(low) >= 0.0);
+            assert!(m.value(low) > 0.0, "scale {scale}");
         }
         let s = sketch([-f64::MAX, f64::MAX], 2048);
         assert!(s.value_at(0).is_finite() && s.value_at(1).is_finite());

@@ -232,31 +232,41 @@ mod tests {
 
     #[test]
     fn bins_beyond_the_f64_range_are_refused() {
-        // Scale 0 (γ = 2): key 1024 holds values above 2^1024, key −1076 below every subnormal.
-        for (key, verdict) in [
-            (1023, Ok(1)),
-            (1024, Err("bin index out of range")),
-            (-1075, Ok(1)),
-            (-1076, Err("bin index out of range")),
-        ] {
-            let mut mapping = Vec::new();
-            double_field(&mut mapping, 1, 2.0);
-            double_field(&mut mapping, 2, INDEX_OFFSET);
-            let mut store = Vec::new();
-            len_field(&mut store, 2, &1f64.to_le_bytes());
-            tag(&mut store, 3, 0);
-            varint(&mut store, zigzag(key));
-            let mut msg = Vec::new();
-            len_field(&mut msg, 1, &mapping);
-            len_field(&mut msg, 2, &store);
-            let decoded = decode(&msg, 8);
-            assert_eq!(
-                decoded.as_ref().map(Sketch::count).map_err(|e| e.0),
-                verdict,
-                "key {key}"
-            );
-            if let Ok(s) = decoded {
-                assert!(s.value_at(0).is_finite());
+        // Scale 0 (γ = 2): index 1023 holds values up to 2^1024, index −1075 the smallest
+        // subnormals; one beyond either holds no finite value. Key = index + offset + 1, in
+        // the positive store (field 2) and the negative one (field 3), with the offset we
+        // write (−1) and another (4).
+        let refused = Err("bin index out of range");
+        for offset in [INDEX_OFFSET, 4.0] {
+            for store_field in [2, 3] {
+                for (index, verdict) in [
+                    (1023, Ok(1)),
+                    (1024, refused),
+                    (-1075, Ok(1)),
+                    (-1076, refused),
+                ] {
+                    let key = index + offset as i32 + 1;
+                    let mut mapping = Vec::new();
+                    double_field(&mut mapping, 1, 2.0);
+                    double_field(&mut mapping, 2, offset);
+                    let mut store = Vec::new();
+                    len_field(&mut store, 2, &1f64.to_le_bytes());
+                    tag(&mut store, 3, 0);
+                    varint(&mut store, zigzag(key));
+                    let mut msg = Vec::new();
+                    len_field(&mut msg, 1, &mapping);
+                    len_field(&mut msg, store_field, &store);
+                    let decoded = decode(&msg, 8);
+                    let what = format!("index {index}, offset {offset}, store {store_field}");
+                    assert_eq!(
+                        decoded.as_ref().map(Sketch::count).map_err(|e| e.0),
+                        verdict,
+                        "{what}"
+                    );
+                    if let Ok(s) = decoded {
+                        assert!(s.value_at(0).is_finite() && s.value_at(0) != 0.0, "{what}");
+                    }
+                }
             }
         }
     }

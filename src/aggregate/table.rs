@@ -363,11 +363,13 @@ impl Table {
             .map(|slot| slot.entry)
     }
 
-    /// Reads what applying a metric to each of `located` (entry, the metric's type) will
-    /// read, one step of the chain at a time so that every step's loads are independent:
-    /// the entries, then a timer's boxed samples, then where its next sample goes. Nothing
-    /// here branches on what a load returns (a mispredicted branch would discard the loads
-    /// issued after it). The return value is only for `black_box`.
+    /// Reads most of what applying a metric to each of `located` (entry, the metric's type)
+    /// will read, one step of the chain at a time so that every step's loads are
+    /// independent: the entries, then a timer's boxed samples, then where its next sample
+    /// goes. (Names too long to be inline, in the name arena, are left to the lookup.) The
+    /// entries pass does not branch on what it loads; the timer passes branch on the
+    /// entry's variant, which then agrees with the parsed type and predicts well. The return
+    /// value is only for `black_box`.
     pub fn touch<I>(&self, located: I) -> u64
     where
         I: Iterator<Item = (u32, MetricType)> + Clone,

@@ -17,7 +17,7 @@ pub enum Value {
     /// An absolute value or an accumulated delta.
     Gauge(Gauge),
     /// Timer samples. Boxed, like sets, so that the common counters and gauges keep a table
-    /// entry small (32 bytes of value instead of 48).
+    /// entry small (24 bytes of value instead of 48).
     Timer(Box<Samples>),
     /// DogStatsD histogram: aggregated like a timer.
     Histogram(Box<Samples>),
