@@ -230,6 +230,23 @@ fn traffic(socket: &UdpSocket, to: &Daemon, name: &str, count: u32, ms: u64) {
     }
 }
 
+/// `count` local daemons (sources `host-0`, `host-1`, …) and a socket to send to them.
+fn locals(bootstrap: &str, count: usize) -> (Vec<Local>, UdpSocket) {
+    let locals: Vec<Local> = (0..count)
+        .map(|i| local(bootstrap, &format!("host-{i}")))
+        .collect();
+    let socket = sender(locals[0].daemon.statsd.unwrap());
+    (locals, socket)
+}
+
+/// [`traffic`] of `count` increments of `req` to every local; returns how many in all.
+fn req_to_every(socket: &UdpSocket, locals: &[Local], count: u32, ms: u64) -> f64 {
+    for l in locals {
+        traffic(socket, &l.daemon, "req", count, ms);
+    }
+    f64::from(count) * locals.len() as f64
+}
+
 #[test]
 fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estimates() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -238,10 +255,7 @@ fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estima
     let a1 = aggregator(&bootstrap, "a1", "");
     let a2 = aggregator(&bootstrap, "a2", "");
     wait_assigned(&[&a1, &a2], Duration::from_secs(30));
-    let locals: Vec<Local> = (0..3)
-        .map(|i| local(&bootstrap, &format!("host-{i}")))
-        .collect();
-    let socket = sender(locals[0].daemon.statsd.unwrap());
+    let (locals, socket) = locals(&bootstrap, 3);
 
     // One interval with timers and sets past their exact bounds on every host: sent right
     // after a boundary so that all of it lands in one interval.
@@ -358,17 +372,9 @@ fn a_sigkilled_aggregator_loses_nothing_and_its_partitions_move() {
     let a1 = aggregator(&bootstrap, "k1", "");
     let a2 = aggregator(&bootstrap, "k2", "");
     wait_assigned(&[&a1, &a2], Duration::from_secs(30));
-    let locals: Vec<Local> = (0..3)
-        .map(|i| local(&bootstrap, &format!("host-{i}")))
-        .collect();
-    let socket = sender(locals[0].daemon.statsd.unwrap());
+    let (locals, socket) = locals(&bootstrap, 3);
     let mut sent = 0.0;
-    let mut round = |n: u32| {
-        for l in &locals {
-            traffic(&socket, &l.daemon, "req", n, 200);
-            sent += f64::from(n);
-        }
-    };
+    let mut round = |n: u32| sent += req_to_every(&socket, &locals, n, 200);
     round(100);
     round(100);
     // Mid-interval.
@@ -406,17 +412,9 @@ fn a_kafka_outage_delays_partials_and_loses_none() {
     let bootstrap = cluster.bootstrap_servers();
     let a = aggregator(&bootstrap, "o1", "");
     wait_assigned(&[&a], Duration::from_secs(30));
-    let locals: Vec<Local> = (0..2)
-        .map(|i| local(&bootstrap, &format!("host-{i}")))
-        .collect();
-    let socket = sender(locals[0].daemon.statsd.unwrap());
+    let (locals, socket) = locals(&bootstrap, 2);
     let mut sent = 0.0;
-    let mut round = |n: u32| {
-        for l in &locals {
-            traffic(&socket, &l.daemon, "req", n, 250);
-            sent += f64::from(n);
-        }
-    };
+    let mut round = |n: u32| sent += req_to_every(&socket, &locals, n, 250);
     round(100);
     round(100);
     // The only broker goes down for several intervals: the hosts keep their partials (and

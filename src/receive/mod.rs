@@ -274,19 +274,16 @@ impl Handler for State {
             return;
         }
         self.apply_round();
-        match self
+        let outcome = self
             .table
-            .apply_guarded(metric, self.stamp, &self.guard, self.generation)
-        {
-            Ok(()) => self.stats.metrics_received += 1,
-            Err(refusal) => State::refused(
-                &mut self.stats,
-                &mut self.refusal_log,
-                self.protocol,
-                refusal,
-                metric,
-            ),
-        }
+            .apply_guarded(metric, self.stamp, &self.guard, self.generation);
+        State::count(
+            &mut self.stats,
+            &mut self.refusal_log,
+            self.protocol,
+            metric,
+            outcome,
+        );
     }
 
     fn reject(&mut self, reason: Reject, input: &[u8]) {
@@ -312,27 +309,31 @@ impl Handler for State {
 impl State {
     /// Applies the waiting round, counting what it applied and what the guard refused.
     fn apply_round(&mut self) {
-        if self.round.is_empty() {
-            return;
-        }
-        let mut round = std::mem::take(&mut self.round);
         let (guard, generation) = (&self.guard, self.generation);
-        round.apply(
+        let (stats, log, protocol) = (&mut self.stats, &mut self.refusal_log, self.protocol);
+        self.round.apply(
             &mut self.table,
             self.stamp,
             |series| guard.admit(series.name, false, generation),
-            |metric, outcome| match outcome {
-                Ok(()) => self.stats.metrics_received += 1,
-                Err(refusal) => State::refused(
-                    &mut self.stats,
-                    &mut self.refusal_log,
-                    self.protocol,
-                    refusal,
-                    metric,
-                ),
-            },
+            |metric, outcome| State::count(stats, log, protocol, metric, outcome),
         );
-        self.round = round;
+    }
+
+    /// Counts a metric the table took, or one the cardinality guard refused (and logs
+    /// that, rate-limited). Fields rather than `self`: a round's callback borrows them
+    /// while the round borrows the table.
+    #[inline]
+    fn count(
+        stats: &mut ReceiverStats,
+        log: &mut RateLimit,
+        protocol: Protocol,
+        metric: &Metric<'_, '_>,
+        outcome: Result<(), Refusal>,
+    ) {
+        match outcome {
+            Ok(()) => stats.metrics_received += 1,
+            Err(refusal) => State::refused(stats, log, protocol, refusal, metric),
+        }
     }
 
     #[cold]
@@ -436,8 +437,7 @@ impl ReceiverThread {
     /// Takes the table and counters, leaving empty ones sized like the last interval.
     fn harvest(&mut self) -> Harvest {
         let state = &mut self.state;
-        // Every batch applies its last round; this keeps it so if that ever changes.
-        state.apply_round();
+        debug_assert!(state.round.is_empty(), "every batch applies its last round");
         let fresh = state.table.sized_like();
         let table = std::mem::replace(&mut state.table, fresh);
         state.generation = state.generation.wrapping_add(1);
