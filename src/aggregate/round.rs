@@ -102,11 +102,7 @@ impl Round {
         for m in &mut self.metrics {
             m.located = table.locate(m.hash);
         }
-        let located = self
-            .metrics
-            .iter()
-            .filter_map(|m| m.located.map(|entry| (entry, m.mtype)));
-        std::hint::black_box(table.touch(located));
+        std::hint::black_box(table.touch(self.metrics.iter().filter_map(|m| m.located)));
         let mut start = 0;
         for m in &self.metrics {
             let metric = Metric {
@@ -241,6 +237,8 @@ mod tests {
         assert_eq!((ok, refused), (direct_ok, direct_refused));
         assert_eq!(rounds.len(), 45);
         assert_eq!(rounds.len(), direct.len());
+        direct.settle();
+        rounds.settle();
         for m in &metrics {
             let key = SeriesKey::new(
                 m.series.name,

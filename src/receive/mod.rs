@@ -439,7 +439,7 @@ impl ReceiverThread {
         let state = &mut self.state;
         debug_assert!(state.round.is_empty(), "every batch applies its last round");
         let fresh = state.table.sized_like();
-        let table = std::mem::replace(&mut state.table, fresh);
+        let mut table = std::mem::replace(&mut state.table, fresh);
         state.generation = state.generation.wrapping_add(1);
         let mut stats = std::mem::take(&mut state.stats);
         stats.samples_sketched = table.sketched();
