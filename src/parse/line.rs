@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 
-use super::sanitize::{plain_name_byte, sanitize};
+use super::sanitize::{plain_prefix, sanitize};
 use super::{
     Handler, Limits, Reject, Skip, parse_finite, recycle_tags, split_at_byte, split_bytes,
 };
@@ -102,8 +102,8 @@ impl LineParser {
     #[inline]
     fn plain_line(&mut self, input: &str, handler: &mut impl Handler) -> Option<usize> {
         let bytes = input.as_bytes();
-        let colon = bytes.iter().position(|&b| !plain_name_byte(b))?;
-        if colon == 0 || bytes[colon] != b':' || colon > self.limits.max_name_bytes {
+        let colon = plain_prefix(bytes);
+        if colon == 0 || bytes.get(colon) != Some(&b':') || colon > self.limits.max_name_bytes {
             return None;
         }
         let value_start = colon + 1;
