@@ -217,7 +217,7 @@ fn ref_tags<'t>(series: &'t SeriesRef<'_, '_>) -> impl Iterator<Item = (&'t str,
 }
 
 impl Entry {
-    #[inline]
+    #[inline(always)]
     fn is_ref(&self, names: &str, series: &SeriesRef<'_, '_>) -> bool {
         self.value.metric_type() == series.mtype
             && same_bytes(self.name.bytes(names), series.name.as_bytes())
@@ -342,7 +342,7 @@ impl Table {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, entry: u32, metric: &Metric<'_, '_>, stamp: u64) {
         let value = &mut self.entries[entry as usize].value;
         match (value, &metric.sample) {
