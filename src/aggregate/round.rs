@@ -1,10 +1,10 @@
 //! Lookups in rounds: a receiver's untagged metrics applied to its [`Table`] a round at a
 //! time, so that their cache misses overlap.
 //!
-//! Looking a series up is a chain of dependent loads (the index slot, the entry, a timer's
-//! samples), and in a receiver most of them miss the cache: on this project's 2-vCPU VM,
-//! with the senders on the same cores, they were half of a receiver's time at 200,000
-//! metrics/s. One miss cost ~180 ns there, eight independent ones ~25 ns each. So a
+//! Looking a series up is a chain of dependent loads (the index slot, then the entry; a
+//! timer's sample goes to the table's log, see [`Table::settle`]), and in a receiver most
+//! of them miss the cache: on this project's 2-vCPU VM, with the senders on the same cores,
+//! they were half of a receiver's time at 200,000 metrics/s. One miss cost ~180 ns there, eight independent ones ~25 ns each. So a
 //! [`Round`] keeps up to [`ROUND`] untagged metrics (their names copied aside, their hashes
 //! computed once); [`Round::apply`] then locates every one's index slot, reads every entry
 //! ([`Table::touch`]), and only then applies them in order.

@@ -396,8 +396,8 @@ impl Table {
     /// The entry the index files under `hash`, if any: the first step of a lookup, without
     /// the comparison of names (see [`Table::apply_located`]).
     ///
-    /// Looking up a series is a chain of dependent loads (index slot, entry, a timer's
-    /// samples), and in a receiver each is usually a cache miss: on this project's 2-vCPU
+    /// Looking up a series is a chain of dependent loads (index slot, then entry), and in a
+    /// receiver each is usually a cache miss: on this project's 2-vCPU
     /// VM, with the senders on the same cores, they were half of a receiver's time at
     /// 200,000 metrics/s. Misses of *independent* loads overlap (one cost ~180 ns there,
     /// eight at once ~25 ns each), so a receiver looks up a round of metrics one step at a
