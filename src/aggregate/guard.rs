@@ -26,6 +26,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::metric::SeriesRef;
 use dashmap::DashMap;
 
 /// Limits the aggregate stage enforces (the rest of `[limits]` is the parsers').
@@ -88,6 +89,13 @@ impl SeriesGuard {
             live: AtomicUsize::new(0),
             names: DashMap::new(),
         }
+    }
+
+    /// [`SeriesGuard::admit`] for a parsed series: what a receiver's table asks before it
+    /// inserts one.
+    #[inline]
+    pub fn admit_series(&self, series: &SeriesRef<'_, '_>, generation: u32) -> Result<(), Refusal> {
+        self.admit(series.name, !series.tags.is_empty(), generation)
     }
 
     /// Admits one new table entry for `name` (`tagged`: the series has tags) in the

@@ -295,7 +295,7 @@ impl Table {
         generation: u32,
     ) -> Result<(), Refusal> {
         self.apply_admitted(metric, stamp, |series| {
-            guard.admit(series.name, !series.tags.is_empty(), generation)
+            guard.admit_series(series, generation)
         })
     }
 
@@ -366,8 +366,8 @@ impl Table {
         }
     }
 
-    /// Moves the logged timer samples into their series, in the order they arrived, exactly
-    /// as [`Value::update`] would have added them one by one.
+    /// Moves the logged timer samples into their series, in the order they arrived, through
+    /// [`Value::update`]: what applying them one by one would have left.
     ///
     /// Why a log: adding a sample to a timer reads its boxed samples and the line its next
     /// sample goes to, two more dependent cache misses per sample in a receiver (a quarter
@@ -378,11 +378,10 @@ impl Table {
     /// ([`Table::get`] expects it done).
     pub fn settle(&mut self) {
         for logged in self.log.drain(..) {
-            if let Some(samples) = self.entries[logged.entry as usize].value.samples_mut() {
-                samples.count += 1.0 / logged.sample_rate;
-                if !samples.push(logged.value, &self.bounds) {
-                    self.sketched += 1;
-                }
+            let value = &mut self.entries[logged.entry as usize].value;
+            let sample = Sample::Value(logged.value);
+            if !value.update(&sample, logged.sample_rate, 0, &self.bounds) {
+                self.sketched += 1;
             }
         }
     }

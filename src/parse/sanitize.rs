@@ -44,7 +44,7 @@ fn plain_name_byte(c: u8) -> bool {
 pub(crate) fn plain_prefix(bytes: &[u8]) -> usize {
     let mut plain = 0;
     for chunk in bytes.chunks_exact(8) {
-        if !chunk.iter().fold(true, |all, &b| all & PLAIN[b as usize]) {
+        if !chunk.iter().fold(true, |all, &b| all & plain_name_byte(b)) {
             break;
         }
         plain += 8;

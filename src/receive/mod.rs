@@ -314,7 +314,7 @@ impl State {
         self.round.apply(
             &mut self.table,
             self.stamp,
-            |series| guard.admit(series.name, false, generation),
+            |series| guard.admit_series(series, generation),
             |metric, outcome| State::count(stats, log, protocol, metric, outcome),
         );
     }
