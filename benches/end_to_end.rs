@@ -41,7 +41,8 @@ fn receiver(c: &mut Criterion) {
         guard: Arc::clone(&guard),
         epoch: std::time::Instant::now(),
     };
-    let thread = receive::spawn(0, socket, settings, control_rx, harvest_tx).unwrap();
+    let pool = receive::SocketPool::new(vec![socket]);
+    let thread = receive::spawn(0, pool, settings, control_rx, harvest_tx).unwrap();
 
     let datagrams: Vec<Vec<u8>> = (0..50)
         .map(|d| {

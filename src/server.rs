@@ -16,7 +16,7 @@ use crate::aggregate::SeriesGuard;
 use crate::config::{Config, ConfigError};
 use crate::flush::{CarrySettings, FinalizeSettings, FlushSettings, Flusher, ListenerFacts};
 use crate::parse::Protocol;
-use crate::receive::{self, ReceiverSettings};
+use crate::receive::{self, ReceiverSettings, SocketPool};
 use crate::sink::{BuiltSink, SinkHandle, SinkTotals, registry};
 
 /// A start-up failure: a socket that cannot be bound, a thread that cannot start.
@@ -139,14 +139,18 @@ impl Server {
                         source,
                     })?;
                 listeners.push((protocol, group.local_addr, group.rcvbuf_bytes));
-                for socket in group.sockets {
-                    if let Some(inode) = receive::socket_inode(&socket) {
+                for socket in &group.sockets {
+                    if let Some(inode) = receive::socket_inode(socket) {
                         inodes.push((protocol, inode));
                     }
+                }
+                let pool = SocketPool::new(group.sockets);
+                for _ in 0..pool.len() {
                     let (ctl_tx, ctl_rx) = unbounded();
                     let id = receivers.len();
+                    let pool = Arc::clone(&pool);
                     let handle =
-                        receive::spawn(id, socket, settings.clone(), ctl_rx, harvest_tx.clone())
+                        receive::spawn(id, pool, settings.clone(), ctl_rx, harvest_tx.clone())
                             .map_err(|source| StartError {
                                 what: "cannot start a receiver thread".into(),
                                 source,

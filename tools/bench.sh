@@ -65,7 +65,32 @@ floor() {
     echo "$(field "$s" cpu_ns_per_metric) $(field "$s" metrics) $(field "$sent" metrics)"
 }
 
-# rstatsd with extra flags. Prints "ns_per_metric received offered loss_percent".
+# CPU ticks of each receiver thread of a pid, one "tid ticks" line each.
+receiver_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        case "$(cat "$t/comm")" in
+        recv-*) echo "${t##*/} $(awk '{ print $14 + $15 }' "$t/stat")" ;;
+        esac
+    done
+}
+
+# How the receivers shared the work: each one's share of their CPU, largest first ("64/36").
+# The kernel spreads sender sockets over the receivers by hash, so with 4 sender sockets and
+# 2 receivers a run may give 2:2, 3:1 or 4:0; this shows which, since loss follows it.
+receiver_split() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+def read(path):
+    return dict(line.split() for line in open(path) if line.strip())
+before, after = read(sys.argv[1]), read(sys.argv[2])
+used = sorted((int(v) - int(before.get(t, 0)) for t, v in after.items()), reverse=True)
+total = sum(used)
+print("/".join(str(round(100 * u / total)) for u in used) if total else "-")
+PY
+}
+
+# rstatsd with extra flags. Prints "ns_per_metric received offered loss_percent split".
 daemon() {
     local per=$1 rate=$2
     shift 2
@@ -79,14 +104,16 @@ daemon() {
     until grep -q " ready: " "$tmp/daemon.err"; do sleep 0.05; done
     local before after out
     before=$(cpu_seconds $d)
+    receiver_ticks $d >"$tmp/ticks.before"
     # shellcheck disable=SC2046
     out=$($LOADGEN $(send_args "$p" "$per" "$rate") --verify "127.0.0.1:$h" --verify-settle 5)
     after=$(cpu_seconds $d)
+    receiver_ticks $d >"$tmp/ticks.after"
     kill -TERM $d
     wait $d
     local received
     received=$(field "$out" received)
-    echo "$(calc "round(($after - $before) * 1e9 / max($received, 1), 1)") $received $(field "$out" metrics) $(field "$out" loss_percent)"
+    echo "$(calc "round(($after - $before) * 1e9 / max($received, 1), 1)") $received $(field "$out" metrics) $(field "$out" loss_percent) $(receiver_split "$tmp/ticks.before" "$tmp/ticks.after")"
 }
 
 # Etsy statsd under the same load (see the README's side-by-side table). Etsy counts what it
@@ -126,8 +153,8 @@ if [ "${ETSY:-0}" = 1 ]; then
         echo "bench: npm install statsd failed; skipping Etsy statsd" >&2
 fi
 
-header="| per datagram | offered (metrics/s) | floor: received, CPU/metric | rstatsd default: received, CPU/metric | ratio | loss"
-sep="|---|---|---|---|---|---"
+header="| per datagram | offered (metrics/s) | floor: received, CPU/metric | rstatsd default: received, CPU/metric | ratio | loss | receivers' CPU split"
+sep="|---|---|---|---|---|---|---"
 if [ -n "$TUNED" ]; then
     header+=" | rstatsd \`$TUNED\`: CPU/metric | ratio | loss"
     sep+="|---|---|---"
@@ -141,13 +168,13 @@ for cell in $SCENARIOS; do
     per=${cell%%:*}
     rate=${cell#*:}
     read -r f_ns f_recv f_sent < <(floor "$per" "$rate")
-    read -r d_ns d_recv d_sent d_loss < <(daemon "$per" "$rate")
+    read -r d_ns d_recv d_sent d_loss d_split < <(daemon "$per" "$rate")
     label=$rate
     [ "$rate" = 0 ] && label="sender max ($(calc "round($d_sent / $SECS)"))"
-    row="| $per | $label | $f_recv of $f_sent, $f_ns ns | $d_recv of $d_sent, $d_ns ns | $(calc "round($d_ns / $f_ns, 2)")× | $d_loss %"
+    row="| $per | $label | $f_recv of $f_sent, $f_ns ns | $d_recv of $d_sent, $d_ns ns | $(calc "round($d_ns / $f_ns, 2)")× | $d_loss % | $d_split"
     if [ -n "$TUNED" ]; then
         # shellcheck disable=SC2086
-        read -r t_ns _ _ t_loss < <(daemon "$per" "$rate" $TUNED)
+        read -r t_ns _ _ t_loss _ < <(daemon "$per" "$rate" $TUNED)
         row+=" | $t_ns ns | $(calc "round($t_ns / $f_ns, 2)")× | $t_loss %"
     fi
     if [ -f "$tmp/etsy/node_modules/statsd/stats.js" ]; then

@@ -2,14 +2,25 @@
 //!
 //! Each listener address gets `receivers` sockets bound to the same port with `SO_REUSEPORT`,
 //! so the kernel spreads senders over them (one sender socket always lands on the same
-//! receiver). Each receiver thread owns one socket, a parser and a private [`Table`]: it
-//! receives with `recvmmsg` in batches, parses in place and aggregates with no lock and no
-//! shared atomic.
+//! socket). Each receiver thread has a parser and a private [`Table`]: it receives with
+//! `recvmmsg` in batches, parses in place and aggregates with no lock and no shared atomic
+//! per metric.
 //!
-//! **Wakeups.** A blocking `recvmmsg(MSG_WAITFORONE)` returns as soon as one datagram is
-//! there, so under moderate load every datagram would pay a thread wakeup. After a batch
-//! that did not fill up (the socket is drained), the receiver therefore pauses and then
-//! takes the whole backlog in one call; a full batch loops immediately. The pause adapts
+//! **Shared sockets.** The kernel spreads senders by a hash of their addresses, so a few busy
+//! senders can all land on one socket: with 4 sender sockets and 2, measured at the sender
+//! max, a 4:0 spread left one receiver idle and lost half the traffic, a 2:2 one lost a
+//! tenth. So the sockets of an address are a [`SocketPool`] its receivers share: a receiver
+//! takes any free socket, reads one batch, hands it back and only then parses, so an idle
+//! receiver reads the busy socket's next batch meanwhile. A socket is read by one receiver
+//! at a time, and a batch's gauge stamp is taken before its socket is handed back: the next
+//! batch of that socket is stamped later by whichever receiver reads it, so "last set wins"
+//! still follows each sender's order across receivers.
+//!
+//! **Wakeups.** A receiver reads every free socket once without waiting; when they were all
+//! empty it blocks on one with `recvmmsg(MSG_WAITFORONE)`, which returns as soon as one
+//! datagram is there, so under moderate load every datagram would pay a thread wakeup.
+//! After batches that did not fill up (the sockets are drained), the receiver therefore
+//! pauses and then takes the whole backlog; a full batch loops immediately. The pause adapts
 //! to the traffic: it aims at one full batch per wakeup, from what the last pause
 //! collected, between `coalesce` (default 1 ms) and [`MAX_PAUSE_FACTOR`] times that, and
 //! never longer than it takes to fill a quarter of the socket's receive buffer. A wakeup
@@ -54,6 +65,10 @@ use crate::stats::ReceiverStats;
 
 /// Longest time an idle receiver blocks before checking for flusher requests.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long a receiver that found every socket with traffic held by other receivers waits
+/// before it looks again: about one `recvmmsg` call of theirs.
+const HELD_SOCKET_WAIT: Duration = Duration::from_micros(50);
 
 /// How much longer than `coalesce` a receiver may pause when its batches come back small.
 pub const MAX_PAUSE_FACTOR: u32 = 8;
@@ -213,23 +228,58 @@ pub struct Harvest {
     pub stats: ReceiverStats,
 }
 
-/// Starts a receiver thread on `socket`.
+/// The sockets of one listener address, shared by its receivers (see the module docs).
+pub struct SocketPool {
+    sockets: Vec<UdpSocket>,
+    /// Indices of the sockets no receiver is reading right now.
+    free: (Sender<usize>, Receiver<usize>),
+}
+
+impl SocketPool {
+    pub fn new(sockets: Vec<UdpSocket>) -> Arc<SocketPool> {
+        let free = crossbeam_channel::bounded(sockets.len());
+        for i in 0..sockets.len() {
+            free.0.send(i).expect("room for every socket");
+        }
+        Arc::new(SocketPool { sockets, free })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// A free socket, now this receiver's until [`SocketPool::give`].
+    fn take(&self) -> Option<usize> {
+        self.free.1.try_recv().ok()
+    }
+
+    fn give(&self, socket: usize) {
+        // The channel has room for every socket and each is given back once.
+        let _ = self.free.0.try_send(socket);
+    }
+}
+
+/// Starts a receiver thread reading `pool`'s sockets.
 pub fn spawn(
     id: usize,
-    socket: UdpSocket,
+    pool: Arc<SocketPool>,
     settings: ReceiverSettings,
     control: Receiver<Control>,
     harvests: Sender<Harvest>,
 ) -> io::Result<JoinHandle<()>> {
     let name = format!("recv-{}-{id}", settings.protocol.name());
     thread::Builder::new().name(name).spawn(move || {
-        let mut receiver = ReceiverThread::new(socket, settings);
+        let mut receiver = ReceiverThread::new(pool, settings);
         receiver.run(&control, &harvests);
     })
 }
 
 struct ReceiverThread {
-    socket: UdpSocket,
+    pool: Arc<SocketPool>,
     settings: ReceiverSettings,
     parser: Parser,
     state: State,
@@ -242,7 +292,7 @@ struct ReceiverThread {
     pause: Duration,
     /// Datagrams received since the last pause ended.
     since_pause: usize,
-    /// About how many datagrams the socket's receive buffer holds.
+    /// About how many datagrams a socket's receive buffer holds.
     buffer_datagrams: usize,
 }
 
@@ -366,14 +416,16 @@ impl State {
 }
 
 impl ReceiverThread {
-    fn new(socket: UdpSocket, settings: ReceiverSettings) -> ReceiverThread {
+    fn new(pool: Arc<SocketPool>, settings: ReceiverSettings) -> ReceiverThread {
         let parser = settings
             .protocol
             .parser(settings.sanitize_names, settings.limits);
         // Linux reports (and charges datagrams against) twice the size set; a datagram costs
         // its payload plus about 1 KiB of bookkeeping, and ours are at most ~1.5 KiB.
-        let buffer_bytes = socket2::SockRef::from(&socket)
-            .recv_buffer_size()
+        let buffer_bytes = pool
+            .sockets
+            .first()
+            .and_then(|s| socket2::SockRef::from(s).recv_buffer_size().ok())
             .unwrap_or(0);
         ReceiverThread {
             buffer: vec![0; settings.batch_size * (settings.max_datagram_bytes + SLOT_PADDING)],
@@ -395,7 +447,7 @@ impl ReceiverThread {
                 refusal_log: RateLimit::new(Duration::from_secs(10)),
             },
             error_log: RateLimit::new(Duration::from_secs(10)),
-            socket,
+            pool,
             settings,
             parser,
         }
@@ -416,12 +468,12 @@ impl ReceiverThread {
                 }
                 Err(TryRecvError::Empty) => {}
             }
-            let received = self.receive_batch(MsgFlags::MSG_WAITFORONE);
+            let (mut received, mut full) = self.pass();
+            if received == 0 && !full {
+                (received, full) = self.wait_for_traffic();
+            }
             self.since_pause += received;
-            if received > 0
-                && received < self.settings.batch_size
-                && !self.settings.coalesce.is_zero()
-            {
+            if received > 0 && !full && !self.settings.coalesce.is_zero() {
                 self.pause = next_pause(
                     self.pause,
                     self.since_pause,
@@ -450,63 +502,106 @@ impl ReceiverThread {
         }
     }
 
-    /// Reads what the socket holds right now, without waiting.
+    /// One batch from each free socket, without waiting: (datagrams, whether any batch was
+    /// full, i.e. a socket may hold more).
+    fn pass(&mut self) -> (usize, bool) {
+        let (mut received, mut full) = (0, false);
+        for _ in 0..self.pool.len() {
+            match self.receive_batch(MsgFlags::MSG_DONTWAIT) {
+                Some(n) => {
+                    received += n;
+                    full |= n == self.settings.batch_size;
+                }
+                // Another receiver is in the middle of a read: that socket has traffic, so
+                // come back for it shortly instead of blocking on an empty one.
+                None => full = true,
+            }
+        }
+        if received == 0 && full {
+            thread::sleep(HELD_SOCKET_WAIT);
+        }
+        (received, full)
+    }
+
+    /// Every socket was free and empty: block on one until a datagram comes (or the read
+    /// timeout, [`POLL_INTERVAL`], passes).
+    fn wait_for_traffic(&mut self) -> (usize, bool) {
+        match self.receive_batch(MsgFlags::MSG_WAITFORONE) {
+            Some(n) => (n, n == self.settings.batch_size),
+            None => (0, true),
+        }
+    }
+
+    /// Reads what the sockets hold right now, without waiting.
     fn drain(&mut self) {
+        let mut empty = 0;
         for _ in 0..MAX_DRAIN_BATCHES {
-            if self.receive_batch(MsgFlags::MSG_DONTWAIT) == 0 {
-                break;
+            // A socket another receiver holds is drained by that one.
+            if self.receive_batch(MsgFlags::MSG_DONTWAIT).unwrap_or(0) == 0 {
+                empty += 1;
+                if empty >= self.pool.len() {
+                    break;
+                }
+            } else {
+                empty = 0;
             }
         }
     }
 
-    /// One `recvmmsg` call and the processing of what it returned; returns the number of
-    /// datagrams.
-    fn receive_batch(&mut self, flags: MsgFlags) -> usize {
+    /// One `recvmmsg` call on a free socket and the processing of what it returned; returns
+    /// the number of datagrams, or `None` when every socket was being read by another receiver.
+    fn receive_batch(&mut self, flags: MsgFlags) -> Option<usize> {
+        let socket = self.pool.take()?;
         let max = self.settings.max_datagram_bytes;
         let stride = max + SLOT_PADDING;
         self.lengths.clear();
-        {
+        let received = {
             let mut slices: Vec<[io::IoSliceMut<'_>; 1]> = self
                 .buffer
                 .chunks_mut(stride)
                 .map(|chunk| [io::IoSliceMut::new(&mut chunk[..max])])
                 .collect();
-            match recvmmsg(
-                self.socket.as_raw_fd(),
+            recvmmsg(
+                self.pool.sockets[socket].as_raw_fd(),
                 &mut self.headers,
                 slices.iter_mut(),
                 flags,
                 None,
-            ) {
-                Ok(results) => {
-                    for msg in results {
-                        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-                        self.lengths.push((msg.bytes, truncated));
-                    }
+            )
+            .map(|results| {
+                for msg in results {
+                    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+                    self.lengths.push((msg.bytes, truncated));
                 }
-                Err(Errno::EAGAIN | Errno::EINTR) => return 0,
-                Err(err) => {
-                    self.state.stats.recv_errors += 1;
-                    if let Some(suppressed) = self.error_log.allow() {
-                        log::error!(
-                            "{}: receive failed: {err} ({suppressed} more since the last report)",
-                            self.settings.protocol.name()
-                        );
-                    }
-                    // Avoid spinning on a persistent error.
-                    thread::sleep(POLL_INTERVAL);
-                    return 0;
+            })
+        };
+        // Stamped before the socket is given back: its next batch, whichever receiver reads
+        // it, is stamped later (see the module docs).
+        self.state.stamp = self.state.epoch.elapsed().as_nanos() as u64;
+        self.pool.give(socket);
+        match received {
+            Ok(()) => {}
+            Err(Errno::EAGAIN | Errno::EINTR) => return Some(0),
+            Err(err) => {
+                self.state.stats.recv_errors += 1;
+                if let Some(suppressed) = self.error_log.allow() {
+                    log::error!(
+                        "{}: receive failed: {err} ({suppressed} more since the last report)",
+                        self.settings.protocol.name()
+                    );
                 }
+                // Avoid spinning on a persistent error.
+                thread::sleep(POLL_INTERVAL);
+                return Some(0);
             }
         }
         let count = self.lengths.len();
         if count == 0 {
-            return 0;
+            return Some(0);
         }
         let stats = &mut self.state.stats;
         stats.recv_batches += 1;
         stats.packets_received += count as u64;
-        self.state.stamp = self.state.epoch.elapsed().as_nanos() as u64;
         for (i, chunk) in self.buffer.chunks_mut(stride).take(count).enumerate() {
             let (mut len, truncated) = self.lengths[i];
             self.state.stats.bytes_received += len as u64;
@@ -519,7 +614,7 @@ impl ReceiverThread {
             self.parser.parse_datagram(datagram, &mut self.state);
         }
         self.state.apply_round();
-        count
+        Some(count)
     }
 }
 
@@ -555,6 +650,69 @@ mod tests {
     }
     use crate::metric::{MetricType, SeriesKey};
 
+    fn settings(batch_size: usize) -> ReceiverSettings {
+        ReceiverSettings {
+            protocol: Protocol::Statsd,
+            batch_size,
+            max_datagram_bytes: 1024,
+            coalesce: Duration::ZERO,
+            sanitize_names: true,
+            limits: Limits::default(),
+            bounds: Bounds::default(),
+            guard: Arc::new(SeriesGuard::new(&AggregateLimits::default())),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Reads until `datagrams` came in; the blocking read (bounded by its timeout) waits for
+    /// what loopback has not queued yet.
+    fn read(receiver: &mut ReceiverThread, datagrams: usize) -> usize {
+        let mut got = 0;
+        for _ in 0..100 {
+            got += match receiver.pass() {
+                (0, _) => receiver.wait_for_traffic().0,
+                (n, _) => n,
+            };
+            if got >= datagrams {
+                break;
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn receivers_share_every_socket_and_keep_each_senders_order() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2, 1 << 20).unwrap();
+        let addr = group.local_addr;
+        let pool = SocketPool::new(group.sockets);
+        let mut a = ReceiverThread::new(Arc::clone(&pool), settings(4));
+        let mut b = ReceiverThread::new(Arc::clone(&pool), settings(4));
+        let counter = SeriesKey::new("c", MetricType::Counter, Vec::<(&str, &str)>::new());
+        let gauge = SeriesKey::new("g", MetricType::Gauge, Vec::<(&str, &str)>::new());
+        // One sender socket lands on one of the two sockets, whichever: b reads it all.
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..8 {
+            sender.send_to(b"c:1|c", addr).unwrap();
+        }
+        assert_eq!(read(&mut b, 8), 8);
+        assert!(matches!(b.state.table.get(&counter), Some(Value::Counter(c)) if *c == 8.0));
+        // Consecutive datagrams of that sender read by different receivers: the later one
+        // carries the later stamp, so its gauge wins the merge, in either direction.
+        sender.send_to(b"g:1|g", addr).unwrap();
+        assert_eq!(read(&mut a, 1), 1);
+        sender.send_to(b"g:2|g", addr).unwrap();
+        assert_eq!(read(&mut b, 1), 1);
+        for (mut into, from) in [(a.state.table.clone(), &b), (b.state.table.clone(), &a)] {
+            into.merge(from.state.table.clone());
+            let Some(Value::Gauge(g)) = into.get(&gauge) else {
+                panic!("no gauge")
+            };
+            assert_eq!(g.value, 2.0);
+        }
+        // Every socket is back in the pool.
+        assert_eq!(pool.free.1.len(), 2);
+    }
+
     #[test]
     fn gauge_stamps_count_from_the_servers_epoch_not_the_threads_start() {
         let group = bind_group("127.0.0.1:0".parse().unwrap(), 1, 1 << 20).unwrap();
@@ -573,12 +731,12 @@ mod tests {
             // one started with it: stamps from different receivers are compared.
             epoch: Instant::now() - an_hour,
         };
-        let mut receiver = ReceiverThread::new(group.sockets.into_iter().next().unwrap(), settings);
+        let mut receiver = ReceiverThread::new(SocketPool::new(group.sockets), settings);
         UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .send_to(b"g:1|g", addr)
             .unwrap();
-        assert_eq!(receiver.receive_batch(MsgFlags::empty()), 1);
+        assert_eq!(receiver.receive_batch(MsgFlags::empty()), Some(1));
         let key = SeriesKey::new("g", MetricType::Gauge, Vec::<(&str, &str)>::new());
         let Some(Value::Gauge(g)) = receiver.state.table.get(&key) else {
             panic!("no gauge")
