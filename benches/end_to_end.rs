@@ -42,7 +42,7 @@ fn receiver(c: &mut Criterion) {
         epoch: std::time::Instant::now(),
     };
     let pool = receive::SocketPool::new(vec![socket]);
-    let thread = receive::spawn(0, pool, settings, control_rx, harvest_tx).unwrap();
+    let thread = receive::spawn(0, 0, pool, settings, control_rx, harvest_tx).unwrap();
 
     let datagrams: Vec<Vec<u8>> = (0..50)
         .map(|d| {

@@ -145,16 +145,22 @@ impl Server {
                     }
                 }
                 let pool = SocketPool::new(group.sockets);
-                for _ in 0..pool.len() {
+                for home in 0..pool.len() {
                     let (ctl_tx, ctl_rx) = unbounded();
                     let id = receivers.len();
                     let pool = Arc::clone(&pool);
-                    let handle =
-                        receive::spawn(id, pool, settings.clone(), ctl_rx, harvest_tx.clone())
-                            .map_err(|source| StartError {
-                                what: "cannot start a receiver thread".into(),
-                                source,
-                            })?;
+                    let handle = receive::spawn(
+                        id,
+                        home,
+                        pool,
+                        settings.clone(),
+                        ctl_rx,
+                        harvest_tx.clone(),
+                    )
+                    .map_err(|source| StartError {
+                        what: "cannot start a receiver thread".into(),
+                        source,
+                    })?;
                     controls.push(ctl_tx);
                     receivers.push(handle);
                 }

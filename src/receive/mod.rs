@@ -9,16 +9,20 @@
 //! **Shared sockets.** The kernel spreads senders by a hash of their addresses, so a few busy
 //! senders can all land on one socket: with 4 sender sockets and 2, measured at the sender
 //! max, a 4:0 spread left one receiver idle and lost half the traffic, a 2:2 one lost a
-//! tenth. So the sockets of an address are a [`SocketPool`] its receivers share: a receiver
-//! takes any free socket, reads one batch, hands it back and only then parses, so an idle
-//! receiver reads the busy socket's next batch meanwhile. A socket is read by one receiver
-//! at a time, and a batch's gauge stamp is taken before its socket is handed back: the next
-//! batch of that socket is stamped later by whichever receiver reads it, so "last set wins"
-//! still follows each sender's order across receivers.
+//! tenth. So the sockets of an address are a [`SocketPool`] its receivers share. Each
+//! receiver has a home socket, which it reads first and waits on; a socket whose last two
+//! batches came back full is *backlogged*, and every receiver then reads it too, one batch at
+//! a time:
+//! a receiver takes the socket, reads a batch, hands it back and only then parses, so another
+//! reads its next batch meanwhile. At moderate rates nothing is backlogged and each receiver
+//! keeps to its own socket (and its table to its own senders' keys). A socket is read by one
+//! receiver at a time, and a batch's gauge stamp is taken before its socket is handed back:
+//! the next batch of that socket is stamped later by whichever receiver reads it, so "last
+//! set wins" still follows each sender's order across receivers.
 //!
-//! **Wakeups.** A receiver reads every free socket once without waiting; when they were all
-//! empty it blocks on one with `recvmmsg(MSG_WAITFORONE)`, which returns as soon as one
-//! datagram is there, so under moderate load every datagram would pay a thread wakeup.
+//! **Wakeups.** A receiver reads its sockets without waiting; when they were empty it blocks
+//! on its home socket with `recvmmsg(MSG_WAITFORONE)`, which returns as soon as one datagram
+//! is there, so under moderate load every datagram would pay a thread wakeup.
 //! After batches that did not fill up (the sockets are drained), the receiver therefore
 //! pauses and then takes the whole backlog; a full batch loops immediately. The pause adapts
 //! to the traffic: it aims at one full batch per wakeup, from what the last pause
@@ -44,6 +48,7 @@ use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -231,17 +236,24 @@ pub struct Harvest {
 /// The sockets of one listener address, shared by its receivers (see the module docs).
 pub struct SocketPool {
     sockets: Vec<UdpSocket>,
-    /// Indices of the sockets no receiver is reading right now.
-    free: (Sender<usize>, Receiver<usize>),
+    /// Per socket: a receiver is reading it.
+    busy: Vec<AtomicBool>,
+    /// Per socket: its last batch was full.
+    last_full: Vec<AtomicBool>,
+    /// Per socket: its last two batches were full, so it holds more than its reader keeps
+    /// up with. One full batch is not enough: a paused receiver aims at one per wakeup.
+    backlogged: Vec<AtomicBool>,
 }
 
 impl SocketPool {
     pub fn new(sockets: Vec<UdpSocket>) -> Arc<SocketPool> {
-        let free = crossbeam_channel::bounded(sockets.len());
-        for i in 0..sockets.len() {
-            free.0.send(i).expect("room for every socket");
-        }
-        Arc::new(SocketPool { sockets, free })
+        let flags = || sockets.iter().map(|_| AtomicBool::new(false)).collect();
+        Arc::new(SocketPool {
+            busy: flags(),
+            last_full: flags(),
+            backlogged: flags(),
+            sockets,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -252,20 +264,26 @@ impl SocketPool {
         self.sockets.is_empty()
     }
 
-    /// A free socket, now this receiver's until [`SocketPool::give`].
-    fn take(&self) -> Option<usize> {
-        self.free.1.try_recv().ok()
+    /// Socket `i`, if no receiver is reading it: this receiver's until [`SocketPool::give`].
+    fn take(&self, i: usize) -> bool {
+        self.busy[i]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
-    fn give(&self, socket: usize) {
-        // The channel has room for every socket and each is given back once.
-        let _ = self.free.0.try_send(socket);
+    /// Hands socket `i` back; `full` when the batch just read from it filled up. Release:
+    /// whoever takes it next sees everything done before, the batch's stamp included.
+    fn give(&self, i: usize, full: bool) {
+        let was_full = self.last_full[i].swap(full, Ordering::Relaxed);
+        self.backlogged[i].store(full && was_full, Ordering::Relaxed);
+        self.busy[i].store(false, Ordering::Release);
     }
 }
 
-/// Starts a receiver thread reading `pool`'s sockets.
+/// Starts a receiver thread reading `pool`'s sockets, socket `home` first.
 pub fn spawn(
     id: usize,
+    home: usize,
     pool: Arc<SocketPool>,
     settings: ReceiverSettings,
     control: Receiver<Control>,
@@ -273,13 +291,15 @@ pub fn spawn(
 ) -> io::Result<JoinHandle<()>> {
     let name = format!("recv-{}-{id}", settings.protocol.name());
     thread::Builder::new().name(name).spawn(move || {
-        let mut receiver = ReceiverThread::new(pool, settings);
+        let mut receiver = ReceiverThread::new(pool, home, settings);
         receiver.run(&control, &harvests);
     })
 }
 
 struct ReceiverThread {
     pool: Arc<SocketPool>,
+    /// The socket it reads first and waits on; it reads the others only while backlogged.
+    home: usize,
     settings: ReceiverSettings,
     parser: Parser,
     state: State,
@@ -416,7 +436,7 @@ impl State {
 }
 
 impl ReceiverThread {
-    fn new(pool: Arc<SocketPool>, settings: ReceiverSettings) -> ReceiverThread {
+    fn new(pool: Arc<SocketPool>, home: usize, settings: ReceiverSettings) -> ReceiverThread {
         let parser = settings
             .protocol
             .parser(settings.sanitize_names, settings.limits);
@@ -448,6 +468,7 @@ impl ReceiverThread {
             },
             error_log: RateLimit::new(Duration::from_secs(10)),
             pool,
+            home,
             settings,
             parser,
         }
@@ -502,56 +523,61 @@ impl ReceiverThread {
         }
     }
 
-    /// One batch from each free socket, without waiting: (datagrams, whether any batch was
-    /// full, i.e. a socket may hold more).
+    /// One batch from its home socket and from every other one that is backlogged, without
+    /// waiting: (datagrams, whether a socket may hold more). At moderate rates a receiver
+    /// thus reads its own socket only, as its table stays warm for its own senders' keys.
     fn pass(&mut self) -> (usize, bool) {
-        let (mut received, mut full) = (0, false);
-        for _ in 0..self.pool.len() {
-            match self.receive_batch(MsgFlags::MSG_DONTWAIT) {
+        let (mut received, mut more) = (0, false);
+        let count = self.pool.len();
+        for k in 0..count {
+            let i = (self.home + k) % count;
+            if k > 0 && !self.pool.backlogged[i].load(Ordering::Relaxed) {
+                continue;
+            }
+            match self.receive_batch(i, MsgFlags::MSG_DONTWAIT) {
                 Some(n) => {
                     received += n;
-                    full |= n == self.settings.batch_size;
+                    more |= n == self.settings.batch_size;
                 }
-                // Another receiver is in the middle of a read: that socket has traffic, so
-                // come back for it shortly instead of blocking on an empty one.
-                None => full = true,
+                // Another receiver is in the middle of a read of it: it has traffic, so come
+                // back shortly instead of blocking or pausing.
+                None => more = true,
             }
         }
-        if received == 0 && full {
+        if received == 0 && more {
             thread::sleep(HELD_SOCKET_WAIT);
         }
-        (received, full)
+        (received, more)
     }
 
-    /// Every socket was free and empty: block on one until a datagram comes (or the read
-    /// timeout, [`POLL_INTERVAL`], passes).
+    /// Its socket was empty and no other backlogged: block on its own until a datagram comes
+    /// (or the read timeout, [`POLL_INTERVAL`], passes).
     fn wait_for_traffic(&mut self) -> (usize, bool) {
-        match self.receive_batch(MsgFlags::MSG_WAITFORONE) {
+        match self.receive_batch(self.home, MsgFlags::MSG_WAITFORONE) {
             Some(n) => (n, n == self.settings.batch_size),
             None => (0, true),
         }
     }
 
-    /// Reads what the sockets hold right now, without waiting.
+    /// Reads what the sockets hold right now, without waiting. One that another receiver is
+    /// reading is drained by that one.
     fn drain(&mut self) {
-        let mut empty = 0;
-        for _ in 0..MAX_DRAIN_BATCHES {
-            // A socket another receiver holds is drained by that one.
-            if self.receive_batch(MsgFlags::MSG_DONTWAIT).unwrap_or(0) == 0 {
-                empty += 1;
-                if empty >= self.pool.len() {
-                    break;
-                }
-            } else {
-                empty = 0;
+        let mut batches = 0;
+        for i in 0..self.pool.len() {
+            while batches < MAX_DRAIN_BATCHES
+                && self.receive_batch(i, MsgFlags::MSG_DONTWAIT).unwrap_or(0) > 0
+            {
+                batches += 1;
             }
         }
     }
 
-    /// One `recvmmsg` call on a free socket and the processing of what it returned; returns
-    /// the number of datagrams, or `None` when every socket was being read by another receiver.
-    fn receive_batch(&mut self, flags: MsgFlags) -> Option<usize> {
-        let socket = self.pool.take()?;
+    /// One `recvmmsg` call on `socket` and the processing of what it returned; returns the
+    /// number of datagrams, or `None` when another receiver is reading that socket.
+    fn receive_batch(&mut self, socket: usize, flags: MsgFlags) -> Option<usize> {
+        if !self.pool.take(socket) {
+            return None;
+        }
         let max = self.settings.max_datagram_bytes;
         let stride = max + SLOT_PADDING;
         self.lengths.clear();
@@ -578,7 +604,8 @@ impl ReceiverThread {
         // Stamped before the socket is given back: its next batch, whichever receiver reads
         // it, is stamped later (see the module docs).
         self.state.stamp = self.state.epoch.elapsed().as_nanos() as u64;
-        self.pool.give(socket);
+        self.pool
+            .give(socket, self.lengths.len() == self.settings.batch_size);
         match received {
             Ok(()) => {}
             Err(Errno::EAGAIN | Errno::EINTR) => return Some(0),
@@ -664,53 +691,49 @@ mod tests {
         }
     }
 
-    /// Reads until `datagrams` came in; the blocking read (bounded by its timeout) waits for
-    /// what loopback has not queued yet.
-    fn read(receiver: &mut ReceiverThread, datagrams: usize) -> usize {
-        let mut got = 0;
-        for _ in 0..100 {
-            got += match receiver.pass() {
-                (0, _) => receiver.wait_for_traffic().0,
-                (n, _) => n,
-            };
-            if got >= datagrams {
-                break;
-            }
-        }
-        got
-    }
-
     #[test]
-    fn receivers_share_every_socket_and_keep_each_senders_order() {
+    fn a_backlogged_socket_is_shared_and_keeps_its_senders_order() {
         let group = bind_group("127.0.0.1:0".parse().unwrap(), 2, 1 << 20).unwrap();
         let addr = group.local_addr;
         let pool = SocketPool::new(group.sockets);
-        let mut a = ReceiverThread::new(Arc::clone(&pool), settings(4));
-        let mut b = ReceiverThread::new(Arc::clone(&pool), settings(4));
+        // One epoch for both, as in a server: stamps of different receivers are compared.
+        let settings = settings(4);
+        let mut a = ReceiverThread::new(Arc::clone(&pool), 0, settings.clone());
+        let mut b = ReceiverThread::new(Arc::clone(&pool), 1, settings);
+        // One sender socket: the kernel puts all of it on one of the two sockets.
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 1..=12 {
+            sender
+                .send_to(format!("c:1|c\ng:{i}|g").as_bytes(), addr)
+                .unwrap();
+        }
+        // Whichever socket it is, its owner's first two batches (of 4) fill up, so the other
+        // receiver reads the third; after that the socket is empty.
+        let mut got = [0, 0];
+        for _ in 0..3 {
+            got[0] += a.pass().0;
+            got[1] += b.pass().0;
+        }
+        got.sort();
+        assert_eq!(got, [4, 8]);
+        assert_eq!((a.pass(), b.pass()), ((0, false), (0, false)));
         let counter = SeriesKey::new("c", MetricType::Counter, Vec::<(&str, &str)>::new());
         let gauge = SeriesKey::new("g", MetricType::Gauge, Vec::<(&str, &str)>::new());
-        // One sender socket lands on one of the two sockets, whichever: b reads it all.
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for _ in 0..8 {
-            sender.send_to(b"c:1|c", addr).unwrap();
-        }
-        assert_eq!(read(&mut b, 8), 8);
-        assert!(matches!(b.state.table.get(&counter), Some(Value::Counter(c)) if *c == 8.0));
-        // Consecutive datagrams of that sender read by different receivers: the later one
-        // carries the later stamp, so its gauge wins the merge, in either direction.
-        sender.send_to(b"g:1|g", addr).unwrap();
-        assert_eq!(read(&mut a, 1), 1);
-        sender.send_to(b"g:2|g", addr).unwrap();
-        assert_eq!(read(&mut b, 1), 1);
+        // The later batch carries the later stamp: the sender's last gauge wins the merge,
+        // in either direction.
         for (mut into, from) in [(a.state.table.clone(), &b), (b.state.table.clone(), &a)] {
             into.merge(from.state.table.clone());
+            assert!(matches!(into.get(&counter), Some(Value::Counter(c)) if *c == 12.0));
             let Some(Value::Gauge(g)) = into.get(&gauge) else {
                 panic!("no gauge")
             };
-            assert_eq!(g.value, 2.0);
+            assert_eq!(g.value, 12.0);
         }
-        // Every socket is back in the pool.
-        assert_eq!(pool.free.1.len(), 2);
+        // Every socket is handed back, and none is backlogged any more.
+        for i in 0..2 {
+            assert!(!pool.busy[i].load(Ordering::Relaxed));
+            assert!(!pool.backlogged[i].load(Ordering::Relaxed));
+        }
     }
 
     #[test]
@@ -731,12 +754,12 @@ mod tests {
             // one started with it: stamps from different receivers are compared.
             epoch: Instant::now() - an_hour,
         };
-        let mut receiver = ReceiverThread::new(SocketPool::new(group.sockets), settings);
+        let mut receiver = ReceiverThread::new(SocketPool::new(group.sockets), 0, settings);
         UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .send_to(b"g:1|g", addr)
             .unwrap();
-        assert_eq!(receiver.receive_batch(MsgFlags::empty()), Some(1));
+        assert_eq!(receiver.receive_batch(0, MsgFlags::empty()), Some(1));
         let key = SeriesKey::new("g", MetricType::Gauge, Vec::<(&str, &str)>::new());
         let Some(Value::Gauge(g)) = receiver.state.table.get(&key) else {
             panic!("no gauge")
