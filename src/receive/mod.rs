@@ -9,22 +9,22 @@
 //! **Shared sockets.** The kernel spreads senders by a hash of their addresses, so a few busy
 //! senders can all land on one socket: with 4 sender sockets and 2, measured at the sender
 //! max, a 4:0 spread left one receiver idle and lost half the traffic, a 2:2 one lost a
-//! tenth. So the sockets of an address are a [`SocketPool`] its receivers share. Each
-//! receiver has a home socket, which it reads first and waits on; a socket whose last two
-//! batches came back full is *backlogged*, and every receiver then reads it too, one batch at
-//! a time:
-//! a receiver takes the socket, reads a batch, hands it back and only then parses, so another
-//! reads its next batch meanwhile. At moderate rates nothing is backlogged and each receiver
-//! keeps to its own socket (and its table to its own senders' keys). A socket is read by one
-//! receiver at a time, and a batch's gauge stamp is taken before its socket is handed back:
-//! the next batch of that socket is stamped later by whichever receiver reads it, so "last
-//! set wins" still follows each sender's order across receivers.
+//! tenth. So the sockets of an address are a [`SocketPool`] its receivers share:
+//! - each receiver has a home socket, which it reads first and waits on;
+//! - a socket whose last two batches came back full is *backlogged*, and every receiver then
+//!   reads it too, one batch at a time: it takes the socket, reads a batch, hands it back and
+//!   only then parses, so another receiver reads the next batch meanwhile;
+//! - at moderate rates nothing is backlogged, so each receiver keeps to its own socket and its
+//!   table to its own senders' keys;
+//! - a socket is read by one receiver at a time, and a batch's gauge stamp is taken before
+//!   its socket is handed back: the next batch of that socket is stamped later by whichever
+//!   receiver reads it, so "last set wins" still follows each sender's order.
 //!
 //! **Wakeups.** A receiver reads its sockets without waiting; when they were empty it blocks
 //! on its home socket with `recvmmsg(MSG_WAITFORONE)`, which returns as soon as one datagram
-//! is there, so under moderate load every datagram would pay a thread wakeup.
-//! After batches that did not fill up (the sockets are drained), the receiver therefore
-//! pauses and then takes the whole backlog; a full batch loops immediately. The pause adapts
+//! is there, so under moderate load every datagram would pay a thread wakeup. After batches
+//! that did not fill up (the sockets are drained), the receiver therefore pauses and then
+//! takes the whole backlog; a full batch loops immediately. The pause adapts
 //! to the traffic: it aims at one full batch per wakeup, from what the last pause
 //! collected, between `coalesce` (default 1 ms) and [`MAX_PAUSE_FACTOR`] times that, and
 //! never longer than it takes to fill a quarter of the socket's receive buffer. A wakeup
