@@ -742,17 +742,10 @@ mod tests {
         let addr = group.local_addr;
         let an_hour = Duration::from_secs(3600);
         let settings = ReceiverSettings {
-            protocol: Protocol::Statsd,
-            batch_size: 4,
-            max_datagram_bytes: 1024,
-            coalesce: Duration::ZERO,
-            sanitize_names: true,
-            limits: Limits::default(),
-            bounds: Bounds::default(),
-            guard: Arc::new(SeriesGuard::new(&AggregateLimits::default())),
             // A receiver started an hour after the server (the epoch) must stamp later than
             // one started with it: stamps from different receivers are compared.
             epoch: Instant::now() - an_hour,
+            ..settings(4)
         };
         let mut receiver = ReceiverThread::new(SocketPool::new(group.sockets), 0, settings);
         UdpSocket::bind("127.0.0.1:0")
