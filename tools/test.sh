@@ -8,6 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A run from a clean clone writes about 6 GiB (target/, the fuzz and package builds). A disk
+# that fills up midway fails deep inside librdkafka's C build ("No space left on device"),
+# which once cost a whole CI run: check first and say so.
+min_free_gib=${TEST_MIN_FREE_GIB:-8}
+free_gib=$(($(df --output=avail -k . | tail -1) >> 20))
+if ((free_gib < min_free_gib)); then
+    echo "tools/test.sh: only ${free_gib} GiB free on the disk of $PWD; a full run needs about" \
+        "${min_free_gib} GiB (set TEST_MIN_FREE_GIB to change the check)" >&2
+    exit 1
+fi
+
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 for pkg in pkg-config libssl-dev zlib1g-dev; do
