@@ -602,8 +602,10 @@ impl ReceiverThread {
             })
         };
         // Stamped before the socket is given back: its next batch, whichever receiver reads
-        // it, is stamped later (see the module docs).
-        self.state.stamp = self.state.epoch.elapsed().as_nanos() as u64;
+        // it, is stamped later (see the module docs). An empty read has nothing to stamp.
+        if !self.lengths.is_empty() {
+            self.state.stamp = self.state.epoch.elapsed().as_nanos() as u64;
+        }
         self.pool
             .give(socket, self.lengths.len() == self.settings.batch_size);
         match received {
