@@ -17,7 +17,7 @@ use rstatsd::format::json::render_nested;
 use rstatsd::metric::{Metric, MetricType, Sample, SeriesRef};
 use rstatsd::parse::Protocol;
 use rstatsd::receive::Harvest;
-use rstatsd::sink::buffer::Batch;
+use rstatsd::sink::batch::Batch;
 use rstatsd::sink::graphite::{GraphiteConfig, Renderer};
 use rstatsd::stats::{Detail, ReceiverStats};
 

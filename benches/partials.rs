@@ -11,9 +11,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use rstatsd::aggregate::partial::{self, Envelope, Origin};
 use rstatsd::aggregate::{Bounds, Gauge, Samples, Table, Value};
+use rstatsd::fleet::{LatePolicy, Window, WindowSettings};
 use rstatsd::metric::{MetricType, SeriesKey};
-use rstatsd::receive::kafka::{LatePolicy, Window, WindowSettings};
-use rstatsd::stats::AggregateCounters;
+use rstatsd::stats::FleetCounters;
 use std::sync::Arc;
 
 const SERIES: usize = 100_000;
@@ -105,7 +105,7 @@ fn decode_and_merge(c: &mut Criterion) {
             reemit_intervals: 3,
         };
         b.iter_with_large_drop(|| {
-            let counters = Arc::<AggregateCounters>::default();
+            let counters = Arc::<FleetCounters>::default();
             let mut window = Window::new(settings.clone(), Arc::clone(&counters));
             window.assign(0, None, 0);
             for (offset, m) in messages.iter().enumerate() {

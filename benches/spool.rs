@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use rstatsd::sink::SinkCounters;
-use rstatsd::sink::buffer::Batch;
+use rstatsd::sink::batch::Batch;
 use rstatsd::sink::spool::{Spool, SpoolSettings, State};
 
 const SERIES: usize = 100_000;

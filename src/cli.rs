@@ -64,6 +64,28 @@ pub struct Cli {
     /// Every flag as given, for the sections' own flags (see the module docs).
     #[arg(skip)]
     matches: ArgMatches,
+    /// Old flag names given (see [`renamed_flag`]).
+    #[arg(skip)]
+    deprecated: Vec<String>,
+}
+
+/// Flag prefixes renamed, still accepted: (old, new).
+const RENAMED_FLAGS: [(&str, &str); 1] = [("--aggregate-", "--fleet-")];
+
+/// `arg` with an old flag name replaced by its new one (noted in `deprecated`): translated
+/// before clap sees it, so the help shows only the new names.
+fn renamed_flag(arg: OsString, deprecated: &mut Vec<String>) -> OsString {
+    let Some(text) = arg.to_str() else {
+        return arg;
+    };
+    for (old, new) in RENAMED_FLAGS {
+        if let Some(rest) = text.strip_prefix(old) {
+            let flag = rest.split('=').next().unwrap_or(rest);
+            deprecated.push(format!("{old}{flag} (now {new}{flag})"));
+            return format!("{new}{rest}").into();
+        }
+    }
+    arg
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -81,7 +103,7 @@ pub fn command() -> clap::Command {
 impl Cli {
     /// Parses the process arguments; exits with usage errors (code 2) as clap does.
     pub fn parse_args() -> Cli {
-        Cli::from_matches(command().get_matches()).unwrap_or_else(|e| e.exit())
+        Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
     /// Parses `args` (the first is the program name).
@@ -90,12 +112,15 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        Cli::from_matches(command().try_get_matches_from(args)?)
-    }
-
-    fn from_matches(matches: ArgMatches) -> Result<Cli, clap::Error> {
+        let mut deprecated = Vec::new();
+        let args: Vec<OsString> = args
+            .into_iter()
+            .map(|a| renamed_flag(a.into(), &mut deprecated))
+            .collect();
+        let matches = command().try_get_matches_from(args)?;
         let mut cli = <Cli as FromArgMatches>::from_arg_matches(&matches)?;
         cli.matches = matches;
+        cli.deprecated = deprecated;
         Ok(cli)
     }
 
@@ -138,6 +163,7 @@ impl Cli {
         for (k, v) in &self.tags {
             config.tags.insert(k.clone(), v.clone());
         }
+        config.deprecations.extend(self.deprecated.iter().cloned());
         self.sinks.apply(&mut config.sinks)
     }
 }

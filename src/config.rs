@@ -91,13 +91,13 @@ pub use crate::admin::{AdminConfig, HttpConfig};
 pub use crate::aggregate::AggregationConfig;
 use crate::aggregate::sketch::Mapping;
 use crate::aggregate::{AggregateLimits, Bounds};
+pub use crate::config_error::ConfigError;
+use crate::config_error::at_least;
+pub use crate::fleet::FleetConfig;
 pub use crate::flush::FlushConfig;
 pub use crate::logging::LogConfig;
 use crate::parse::{Limits, Protocol};
-pub use crate::receive::kafka::AggregateConfig;
 pub use crate::receive::{ListenerConfig, ReceiveConfig};
-pub use crate::settings::ConfigError;
-use crate::settings::at_least;
 pub use crate::sink::SinkConfig;
 use crate::sink::registry::INNER_KEY;
 pub use crate::sink::spool::SpoolConfig;
@@ -134,10 +134,20 @@ pub struct Config {
     #[command(flatten)]
     pub spool: SpoolConfig,
     #[command(flatten)]
-    pub aggregate: AggregateConfig,
+    pub fleet: FleetConfig,
     /// Named sinks. Empty means: one console sink.
     #[arg(skip)]
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[aggregate]`, the fleet section's old name: still read, moved into `fleet` by
+    /// [`Config::parse`] with a deprecation warning.
+    #[arg(skip)]
+    #[serde(rename = "aggregate")]
+    pub deprecated_fleet: Option<FleetConfig>,
+    /// Deprecated names this configuration used (file and flags), for one warning at
+    /// start-up.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub deprecations: Vec<String>,
 }
 
 /// `[limits]`: what one metric may carry (checked by the parsers, rejections counted in
@@ -306,8 +316,10 @@ impl Default for Config {
             stats: StatsConfig::default(),
             log: LogConfig::default(),
             spool: SpoolConfig::default(),
-            aggregate: AggregateConfig::default(),
+            fleet: FleetConfig::default(),
             sinks: BTreeMap::new(),
+            deprecated_fleet: None,
+            deprecations: Vec::new(),
         }
     }
 }
@@ -324,10 +336,32 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let de =
             toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e, String::new()))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { String::new() } else { key };
             toml_error(text, e.inner(), key)
+        })?;
+        if let Some(old) = config.deprecated_fleet.take() {
+            if config.fleet != FleetConfig::default() {
+                return Err(ConfigError::new(
+                    "aggregate",
+                    "the old name of [fleet], which is set too: keep only [fleet]",
+                ));
+            }
+            config.fleet = old;
+            config.deprecations.push("[aggregate] (now [fleet])".into());
+        }
+        Ok(config)
+    }
+
+    /// The one start-up warning about deprecated names, if any were used.
+    pub fn deprecation_warning(&self) -> Option<String> {
+        (!self.deprecations.is_empty()).then(|| {
+            format!(
+                "deprecated configuration names, still read: {}; the old names will be \
+                 removed in a later release",
+                self.deprecations.join(", ")
+            )
         })
     }
 
@@ -364,7 +398,7 @@ impl Config {
         for protocol in Protocol::ALL {
             self.listener(protocol).validate(protocol.name())?;
         }
-        if Protocol::ALL.iter().all(|p| !self.listener(*p).enabled) && !self.aggregate.enabled() {
+        if Protocol::ALL.iter().all(|p| !self.listener(*p).enabled) && !self.fleet.enabled() {
             return Err(ConfigError::new(
                 "statsd.enabled",
                 "every listener is disabled: nothing to receive",
@@ -381,7 +415,7 @@ impl Config {
             sink.validate(&format!("sinks.{name}"))?;
         }
         self.spool.validate()?;
-        self.aggregate.validate()?;
+        self.fleet.validate()?;
         self.log.validate()
     }
 

@@ -8,6 +8,8 @@
 //! two states of the same interval — two receivers, or two hosts — merge exactly
 //! ([`IntervalState::merge`]). A sink that ships partial aggregates to be merged elsewhere is
 //! handed this state ([`crate::sink::Sink::wants_interval_state`]).
+//!
+//! A leaf: it imports only the aggregate types, so every stage may import it.
 
 use std::time::Duration;
 
@@ -41,39 +43,5 @@ impl IntervalState {
             (other.timestamp_ms, other.interval)
         );
         self.series.merge(other.series);
-    }
-}
-
-/// An interval an aggregator has closed ([`crate::receive::kafka`]): merged over every source,
-/// ready to finalize. The flusher finalizes and offers it like a local flush, with the
-/// receipt that tells the aggregator when its offsets may be committed. Dropped before the
-/// flusher took it, it counts as not taken.
-#[derive(Debug)]
-pub struct ClosedInterval {
-    pub state: IntervalState,
-    receipt: crate::sink::Receipt,
-    handed: crate::sink::Receipt,
-}
-
-impl ClosedInterval {
-    /// `state`, whose flush reports `(id, taken)` to `done` once every sink is done with it.
-    pub fn new(
-        state: IntervalState,
-        id: u64,
-        done: crossbeam_channel::Sender<(u64, bool)>,
-    ) -> ClosedInterval {
-        let receipt = crate::sink::Receipt::new(id, done);
-        let handed = receipt.hold();
-        ClosedInterval {
-            state,
-            receipt,
-            handed,
-        }
-    }
-
-    /// Hands it over: the state, and the receipt its flush carries.
-    pub fn into_parts(self) -> (IntervalState, crate::sink::Receipt) {
-        self.handed.settle();
-        (self.state, self.receipt)
     }
 }

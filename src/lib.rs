@@ -31,17 +31,20 @@ pub mod admin;
 pub mod aggregate;
 pub mod cli;
 pub mod config;
+pub mod config_error;
+pub mod fleet;
 pub mod flush;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interval;
+#[cfg(feature = "kafka")]
+pub mod kafka_client;
 pub mod logging;
 pub mod metric;
 pub mod parse;
 pub mod receive;
 pub mod server;
-pub mod settings;
 pub mod sink;
 pub mod snapshot;
 pub mod stats;

@@ -7,8 +7,8 @@ use log::{LevelFilter, Log, Metadata, Record};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_error::ConfigError;
 use crate::format::time::{rfc3339_millis, unix_millis};
-use crate::settings::ConfigError;
 
 /// `[log]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]

@@ -52,6 +52,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(config.log.level());
+    if let Some(warning) = config.deprecation_warning() {
+        log::warn!("{warning}");
+    }
 
     // Installed before the sockets are bound, so a signal never finds the default action.
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {

@@ -14,6 +14,8 @@ use crossbeam_channel::{Sender, bounded, unbounded};
 use crate::admin::{AdminState, http, mgmt};
 use crate::aggregate::SeriesGuard;
 use crate::config::{Config, ConfigError};
+#[cfg(feature = "kafka")]
+use crate::fleet;
 use crate::flush::{CarrySettings, FinalizeSettings, FlushSettings, Flusher, ListenerFacts};
 use crate::parse::Protocol;
 use crate::receive::{self, ReceiverSettings, SocketPool};
@@ -205,8 +207,8 @@ impl Server {
         }
         let mut flusher =
             Flusher::new(settings, facts, controls, harvest_rx, handles).with_admin(admin);
-        if config.aggregate.enabled() {
-            flusher = with_aggregate_input(config, flusher)?;
+        if config.fleet.enabled() {
+            flusher = with_fleet_input(config, flusher)?;
         }
         let flusher = flusher.spawn(shutdown_rx).map_err(|source| StartError {
             what: "cannot start the flusher thread".into(),
@@ -259,22 +261,22 @@ impl Server {
 
 /// Joins the aggregator group; the flusher finalizes what it closes and stops it at shutdown.
 #[cfg(feature = "kafka")]
-fn with_aggregate_input(config: &Config, flusher: Flusher) -> Result<Flusher, ServerError> {
-    let counters = Arc::<crate::stats::AggregateCounters>::default();
+fn with_fleet_input(config: &Config, flusher: Flusher) -> Result<Flusher, ServerError> {
+    let counters = Arc::<crate::stats::FleetCounters>::default();
     // Bounded: a slow sink slows the input down (it waits, checking for shutdown).
     let (tx, rx) = bounded(8);
     let window = config
-        .aggregate
+        .fleet
         .window(config.flush.interval_ms, config.bounds());
-    let input = receive::kafka::spawn(&config.aggregate, window, Arc::clone(&counters), tx)
+    let input = fleet::spawn(&config.fleet, window, Arc::clone(&counters), tx)
         .map_err(ServerError::Config)?;
     Ok(flusher.with_closed_intervals(rx, counters, Box::new(input)))
 }
 
 #[cfg(not(feature = "kafka"))]
-fn with_aggregate_input(_: &Config, _: Flusher) -> Result<Flusher, ServerError> {
+fn with_fleet_input(_: &Config, _: Flusher) -> Result<Flusher, ServerError> {
     Err(ServerError::Config(ConfigError::new(
-        "aggregate.from",
+        "fleet.from",
         "this rstatsd was built without Kafka support",
     )))
 }

@@ -55,21 +55,21 @@
 //! | `sink_spool_corrupt` | counter | `sink` | non-zero | spool records (or whole segments with a bad header) that failed their checksum, skipped |
 //! | `sink_spool_torn` | counter | `sink` | non-zero | torn last records (a crash mid-write) truncated at start-up |
 //! | `sink_spool_write_errors` | counter | `sink` | non-zero | failed spool writes, reads of the directory or deletes (the memory buffer carries on) |
-//! | `aggregate_partials` | counter | | always (aggregators) | partials merged (duplicates and late ones not counted) |
-//! | `aggregate_markers` | counter | | always (aggregators) | end-of-interval markers read |
-//! | `aggregate_duplicates` | counter | | non-zero | partials seen before (same source, epoch, interval, partition, seq), skipped |
-//! | `aggregate_late` | counter | | non-zero | partials for an interval already closed on their partition |
-//! | `aggregate_invalid` | counter | | non-zero | messages that are not partials, or of another interval length, skipped |
-//! | `aggregate_unsequenced` | counter | | non-zero | partials without a seq (merged, cannot be deduplicated) |
-//! | `aggregate_closed_complete` | counter | | always (aggregators) | partition intervals closed because every live source's marker and partials arrived |
-//! | `aggregate_closed_grace` | counter | | non-zero | partition intervals closed by `aggregate.grace_ms` |
-//! | `aggregate_reemitted` | counter | | non-zero | corrected intervals emitted again (`aggregate.late = "reemit"`) |
-//! | `aggregate_open_dropped` | counter | | non-zero | open intervals dropped when their partition was revoked (its new owner replays them) |
-//! | `aggregate_commits` | counter | | full | offset commits requested |
-//! | `aggregate_commit_errors` | counter | | non-zero | offset commits the group coordinator refused |
-//! | `aggregate_rebalances` | counter | | non-zero | partition assignments and revocations |
-//! | `aggregate_assigned_partitions` | gauge | | always (aggregators) | partitions of the partials topic this aggregator owns |
-//! | `aggregate_open_intervals` | gauge | | always (aggregators) | intervals open over those partitions |
+//! | `fleet_partials` | counter | | always (aggregators) | partials merged (duplicates and late ones not counted) |
+//! | `fleet_markers` | counter | | always (aggregators) | end-of-interval markers read |
+//! | `fleet_duplicates` | counter | | non-zero | partials seen before (same source, epoch, interval, partition, seq), skipped |
+//! | `fleet_late` | counter | | non-zero | partials for an interval already closed on their partition |
+//! | `fleet_invalid` | counter | | non-zero | messages that are not partials, or of another interval length, skipped |
+//! | `fleet_unsequenced` | counter | | non-zero | partials without a seq (merged, cannot be deduplicated) |
+//! | `fleet_closed_complete` | counter | | always (aggregators) | partition intervals closed because every live source's marker and partials arrived |
+//! | `fleet_closed_grace` | counter | | non-zero | partition intervals closed by `fleet.grace_ms` |
+//! | `fleet_reemitted` | counter | | non-zero | corrected intervals emitted again (`fleet.late = "reemit"`) |
+//! | `fleet_open_dropped` | counter | | non-zero | open intervals dropped when their partition was revoked (its new owner replays them) |
+//! | `fleet_commits` | counter | | full | offset commits requested |
+//! | `fleet_commit_errors` | counter | | non-zero | offset commits the group coordinator refused |
+//! | `fleet_rebalances` | counter | | non-zero | partition assignments and revocations |
+//! | `fleet_assigned_partitions` | gauge | | always (aggregators) | partitions of the partials topic this aggregator owns |
+//! | `fleet_open_intervals` | gauge | | always (aggregators) | intervals open over those partitions |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -341,10 +341,10 @@ impl SinkTotals {
     }
 }
 
-/// Counters of the aggregator's Kafka input ([`crate::receive::kafka`]), shared with the
+/// Counters of the aggregator's Kafka input ([`crate::fleet`]), shared with the
 /// flusher; see the module docs for what each counts.
 #[derive(Debug, Default)]
-pub struct AggregateCounters {
+pub struct FleetCounters {
     pub partials: AtomicU64,
     pub markers: AtomicU64,
     pub duplicates: AtomicU64,
@@ -363,7 +363,7 @@ pub struct AggregateCounters {
     pub open_intervals: AtomicU64,
 }
 
-impl AggregateCounters {
+impl FleetCounters {
     /// The counters as (series name, value, level) and the gauges as (series name, value).
     #[allow(clippy::type_complexity)]
     pub fn read(&self) -> ([(&'static str, u64, Level); 13], [(&'static str, u64); 2]) {
@@ -371,27 +371,23 @@ impl AggregateCounters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         (
             [
-                ("aggregate_partials", get(&self.partials), Always),
-                ("aggregate_markers", get(&self.markers), Always),
-                ("aggregate_duplicates", get(&self.duplicates), NonZero),
-                ("aggregate_late", get(&self.late), NonZero),
-                ("aggregate_invalid", get(&self.invalid), NonZero),
-                ("aggregate_unsequenced", get(&self.unsequenced), NonZero),
-                (
-                    "aggregate_closed_complete",
-                    get(&self.closed_complete),
-                    Always,
-                ),
-                ("aggregate_closed_grace", get(&self.closed_grace), NonZero),
-                ("aggregate_reemitted", get(&self.reemitted), NonZero),
-                ("aggregate_open_dropped", get(&self.open_dropped), NonZero),
-                ("aggregate_commits", get(&self.commits), Full),
-                ("aggregate_commit_errors", get(&self.commit_errors), NonZero),
-                ("aggregate_rebalances", get(&self.rebalances), NonZero),
+                ("fleet_partials", get(&self.partials), Always),
+                ("fleet_markers", get(&self.markers), Always),
+                ("fleet_duplicates", get(&self.duplicates), NonZero),
+                ("fleet_late", get(&self.late), NonZero),
+                ("fleet_invalid", get(&self.invalid), NonZero),
+                ("fleet_unsequenced", get(&self.unsequenced), NonZero),
+                ("fleet_closed_complete", get(&self.closed_complete), Always),
+                ("fleet_closed_grace", get(&self.closed_grace), NonZero),
+                ("fleet_reemitted", get(&self.reemitted), NonZero),
+                ("fleet_open_dropped", get(&self.open_dropped), NonZero),
+                ("fleet_commits", get(&self.commits), Full),
+                ("fleet_commit_errors", get(&self.commit_errors), NonZero),
+                ("fleet_rebalances", get(&self.rebalances), NonZero),
             ],
             [
-                ("aggregate_assigned_partitions", get(&self.assigned)),
-                ("aggregate_open_intervals", get(&self.open_intervals)),
+                ("fleet_assigned_partitions", get(&self.assigned)),
+                ("fleet_open_intervals", get(&self.open_intervals)),
             ],
         )
     }
@@ -419,12 +415,12 @@ pub struct FlushFacts<'a> {
     /// The flush's wall-clock time (ms since the epoch), for ages.
     pub now_ms: u64,
     /// The aggregator input's counters now and at the previous flush (aggregators only).
-    pub aggregate: Option<AggregateReading>,
+    pub fleet: Option<FleetReading>,
 }
 
-/// Two readings of [`AggregateCounters`]: now, and at the previous flush.
+/// Two readings of [`FleetCounters`]: now, and at the previous flush.
 #[derive(Debug, Clone, Copy)]
-pub struct AggregateReading {
+pub struct FleetReading {
     pub now: [u64; 13],
     pub last: [u64; 13],
     pub gauges: [u64; 2],
@@ -509,8 +505,8 @@ pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
             push("sink_spool_oldest_age_seconds", &tags, age, Always);
         }
     }
-    if let Some(reading) = &facts.aggregate {
-        let (counters, gauges) = AggregateCounters::default().read();
+    if let Some(reading) = &facts.fleet {
+        let (counters, gauges) = FleetCounters::default().read();
         for (i, (name, _, level)) in counters.into_iter().enumerate() {
             let v = reading.now[i].saturating_sub(reading.last[i]);
             push(name, &[], StatValue::Counter(v), level);

@@ -104,12 +104,12 @@ fn aggregator(bootstrap: &str, name: &str, extra: &str) -> Aggregator {
             percentiles = [99]
             [stats]
             enabled = false
-            [aggregate]
+            [fleet]
             from = ["{bootstrap}"]
             topic = "partials"
             group = "aggregators"
             {extra}
-            [aggregate.properties]
+            [fleet.properties]
             "session.timeout.ms" = "6000"
             "heartbeat.interval.ms" = "500"
             [sinks.out]
@@ -128,7 +128,7 @@ fn aggregator(bootstrap: &str, name: &str, extra: &str) -> Aggregator {
     }
 }
 
-const ASSIGNED: &str = "rstatsd_aggregate_assigned_partitions";
+const ASSIGNED: &str = "rstatsd_fleet_assigned_partitions";
 
 /// Waits until the aggregators own every partition between them, each some.
 fn wait_assigned(aggregators: &[&Aggregator], timeout: Duration) -> Duration {
@@ -356,7 +356,7 @@ fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estima
     }
     for a in [&a1, &a2] {
         assert_eq!(
-            metric_value(&a.daemon, "rstatsd_aggregate_duplicates_total"),
+            metric_value(&a.daemon, "rstatsd_fleet_duplicates_total"),
             Some(0.0)
         );
     }
@@ -431,7 +431,7 @@ fn a_kafka_outage_delays_partials_and_loses_none() {
     }
     wait_total(&bootstrap, "req", sent, Duration::from_secs(60));
     assert_eq!(
-        metric_value(&a.daemon, "rstatsd_aggregate_late_total"),
+        metric_value(&a.daemon, "rstatsd_fleet_late_total"),
         Some(0.0)
     );
     a.daemon.stop().assert_clean_stop();
@@ -526,7 +526,7 @@ fn partials_delivered_twice_change_nothing() {
     assert_eq!(counter_total(&global, "z"), 11.0);
     wait_metric(
         &a.daemon,
-        "rstatsd_aggregate_duplicates_total",
+        "rstatsd_fleet_duplicates_total",
         Duration::from_secs(10),
         |v| v == 3.0,
     );
@@ -566,22 +566,21 @@ fn a_silent_local_is_waited_for_only_by_grace_and_then_not_at_all() {
     }
     // A crash: no final marker, so the aggregator cannot know it is gone.
     let doomed = doomed.daemon.kill9();
-    let grace_before =
-        metric_value(&a.daemon, "rstatsd_aggregate_closed_grace_total").unwrap_or(0.0);
+    let grace_before = metric_value(&a.daemon, "rstatsd_fleet_closed_grace_total").unwrap_or(0.0);
     for _ in 0..6 {
         traffic(&socket, &steady.daemon, "req", 50, 500);
     }
     // While it counts as live, its partitions' intervals close by grace; after
     // live_intervals they close on the steady source's markers alone.
-    let complete_at = metric_value(&a.daemon, "rstatsd_aggregate_closed_complete_total").unwrap();
+    let complete_at = metric_value(&a.daemon, "rstatsd_fleet_closed_complete_total").unwrap();
     traffic(&socket, &steady.daemon, "req", 50, 1500);
     wait_metric(
         &a.daemon,
-        "rstatsd_aggregate_closed_complete_total",
+        "rstatsd_fleet_closed_complete_total",
         Duration::from_secs(10),
         |v| v > complete_at,
     );
-    let grace_after = metric_value(&a.daemon, "rstatsd_aggregate_closed_grace_total").unwrap();
+    let grace_after = metric_value(&a.daemon, "rstatsd_fleet_closed_grace_total").unwrap();
     assert!(grace_after > grace_before, "{grace_before} → {grace_after}");
     align(300);
     let out = steady.daemon.stop();

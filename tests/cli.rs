@@ -166,14 +166,14 @@ fn help_documents_every_flag() {
         "--console",
         "--log-level",
         "--source-id",
-        "--aggregate-from",
-        "--aggregate-topic",
-        "--aggregate-group",
-        "--aggregate-grace-ms",
-        "--aggregate-live-intervals",
-        "--aggregate-late",
-        "--aggregate-per-source-types",
-        "--aggregate-source-tag",
+        "--fleet-from",
+        "--fleet-topic",
+        "--fleet-group",
+        "--fleet-grace-ms",
+        "--fleet-live-intervals",
+        "--fleet-late",
+        "--fleet-per-source-types",
+        "--fleet-source-tag",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -338,14 +338,14 @@ fn invalid_kafka_settings_name_the_key() {
 fn invalid_aggregate_settings_name_the_key() {
     let e = config_error(
         "agg-types",
-        "[aggregate]\nfrom = [\"127.0.0.1:9092\"]\nper_source_types = [\"gauge\", \"meter\"]\n",
+        "[fleet]\nfrom = [\"127.0.0.1:9092\"]\nper_source_types = [\"gauge\", \"meter\"]\n",
     );
     assert!(
-        e.contains("key `aggregate.per_source_types[1]`: \"meter\" is not a metric type"),
+        e.contains("key `fleet.per_source_types[1]`: \"meter\" is not a metric type"),
         "{e}"
     );
-    let e = config_error("agg-late", "[aggregate]\nlate = \"keep\"\n");
-    assert!(e.contains("key `aggregate.late`"), "{e}");
+    let e = config_error("agg-late", "[fleet]\nlate = \"keep\"\n");
+    assert!(e.contains("key `fleet.late`"), "{e}");
     let e = config_error(
         "partial-topic",
         "[sinks.k]\ntype = \"kafka\"\nformat = \"partial\"\ntopic = \"m.{type}\"\n",

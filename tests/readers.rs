@@ -114,7 +114,7 @@ fn the_python_spool_reader_reads_what_rstatsd_spools() {
     use std::sync::Arc;
 
     use rstatsd::sink::SinkCounters;
-    use rstatsd::sink::buffer::Batch;
+    use rstatsd::sink::batch::Batch;
     use rstatsd::sink::spool::{Spool, SpoolSettings, State};
 
     let dir = std::env::temp_dir().join(format!("rstatsd-readers-spool-{}", std::process::id()));

@@ -218,7 +218,7 @@ fn sigterm_with_the_broker_down_spools_and_the_next_start_delivers() {
 #[test]
 fn a_torn_tail_and_a_flipped_byte_never_block_start_up() {
     use rstatsd::sink::SinkCounters;
-    use rstatsd::sink::buffer::Batch;
+    use rstatsd::sink::batch::Batch;
     use rstatsd::sink::spool::{Spool, SpoolSettings, State};
 
     let spool = TempDir::new("spool-damage");

@@ -210,7 +210,7 @@ fn partials_aggregate_and_commit_through_tansu() {
         "tansu-aggregator",
         &format!(
             "[flush]\ninterval_ms = 1000\n[stats]\nenabled = false\n\
-             [aggregate]\nfrom = [\"{bootstrap}\"]\ntopic = \"partials\"\ngroup = \"agg\"\n\
+             [fleet]\nfrom = [\"{bootstrap}\"]\ntopic = \"partials\"\ngroup = \"agg\"\n\
              [sinks.out]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\ntopic = \"out\"\n\
              format = \"json-nested\"\nlinger_ms = 5\n"
         ),
@@ -223,7 +223,7 @@ fn partials_aggregate_and_commit_through_tansu() {
     ]);
     common::wait_metric(
         &aggregator,
-        "rstatsd_aggregate_assigned_partitions",
+        "rstatsd_fleet_assigned_partitions",
         Duration::from_secs(30),
         |n| n == 2.0,
     );

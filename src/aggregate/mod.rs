@@ -81,7 +81,7 @@ impl Default for Bounds {
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::ConfigError;
+use crate::config_error::ConfigError;
 use timer::Percentile;
 
 /// `[aggregation]`: how series are aggregated and what persists between intervals.

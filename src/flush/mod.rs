@@ -15,6 +15,7 @@
 
 pub mod carry;
 pub mod finalize;
+pub mod input;
 pub mod merge;
 
 use std::sync::Arc;
@@ -26,17 +27,17 @@ use serde::{Deserialize, Serialize};
 
 pub use self::carry::{CarryOver, CarrySettings};
 pub use self::finalize::{FinalizeSettings, Finalizer};
+pub use self::input::{ClosedInterval, IntervalInput};
 pub use self::merge::{Merged, merge};
 use crate::admin::{AdminState, FlusherCommand};
 use crate::aggregate::{Bounds, SeriesGuard};
+use crate::config_error::{ConfigError, at_least};
 use crate::format::time::unix_millis;
-use crate::interval::ClosedInterval;
 use crate::parse::Protocol;
 use crate::receive::{Control, Harvest, socket_drops};
-use crate::settings::{ConfigError, at_least};
 use crate::sink::{Flushed, SinkHandle};
 use crate::snapshot::Snapshot;
-use crate::stats::{self, AggregateCounters, AggregateReading, FlushFacts, SinkTotals};
+use crate::stats::{self, FleetCounters, FleetReading, FlushFacts, SinkTotals};
 
 /// How long the flusher waits for receivers to answer a swap before flushing without the
 /// missing ones (their data is then reported in the next flush, not lost).
@@ -123,19 +124,11 @@ pub struct Flusher {
     global: Option<Global>,
 }
 
-/// An input that closes intervals for the flusher: the aggregator's Kafka consumer.
-pub trait IntervalInput: Send {
-    /// Stop reading and closing: what it has closed so far is all the final flush gets.
-    fn quiesce(&mut self);
-    /// The sinks are done: commit what they took, and leave.
-    fn finish(self: Box<Self>);
-}
-
 struct Global {
     closed: Receiver<ClosedInterval>,
     input: Option<Box<dyn IntervalInput>>,
     finalizer: Finalizer,
-    counters: Arc<AggregateCounters>,
+    counters: Arc<FleetCounters>,
     last: [u64; 13],
 }
 
@@ -168,7 +161,7 @@ impl Flusher {
     pub fn with_closed_intervals(
         mut self,
         closed: Receiver<ClosedInterval>,
-        counters: Arc<AggregateCounters>,
+        counters: Arc<FleetCounters>,
         input: Box<dyn IntervalInput>,
     ) -> Flusher {
         let mut settings = self.settings.finalize.clone();
@@ -411,10 +404,10 @@ impl Flusher {
                 .map(|((sink, now), last)| (sink.name(), *now, *last))
                 .collect(),
             now_ms: timestamp_ms,
-            aggregate: self.global.as_mut().map(|g| {
+            fleet: self.global.as_mut().map(|g| {
                 let (counters, gauges) = g.counters.read();
                 let now = counters.map(|c| c.1);
-                let reading = AggregateReading {
+                let reading = FleetReading {
                     now,
                     last: g.last,
                     gauges: gauges.map(|g| g.1),

@@ -41,7 +41,6 @@
 //! always answered within that bound. Every metric is in exactly one table: swaps happen only
 //! between whole datagrams.
 
-pub mod kafka;
 mod socket;
 
 use std::io;
@@ -62,10 +61,10 @@ use serde::{Deserialize, Serialize};
 pub use self::socket::{BoundGroup, bind_group, socket_drops, socket_inode};
 use crate::aggregate::round::Round;
 use crate::aggregate::{Bounds, Refusal, SeriesGuard, Table};
+use crate::config_error::{ConfigError, at_least, within};
 use crate::logging::RateLimit;
 use crate::metric::Metric;
 use crate::parse::{Handler, Limits, Parser, Protocol, Reject, Skip};
-use crate::settings::{ConfigError, at_least, within};
 use crate::stats::ReceiverStats;
 
 /// Longest time an idle receiver blocks before checking for flusher requests.

@@ -30,16 +30,14 @@
 //! At close, whatever is still undelivered goes to the spool and the next start delivers it
 //! first.
 
-mod batch;
-
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-pub use self::batch::{Batch, MessageRef, Tag};
-use super::spool::{Spool, SpoolSettings, State};
-use super::{Flushed, Sink, SinkCounters, SinkError};
+use super::batch::{Batch, Tag};
+use super::spool::{RecordId, Spool, SpoolSettings, State};
+use super::{Flushed, Receipt, Sink, SinkCounters, SinkError};
 
 /// Whether a transport can take more now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +81,37 @@ struct Track {
     unresolved: usize,
     /// Every message has been handed over.
     taken: bool,
-    record: Option<super::spool::RecordId>,
+    record: Option<RecordId>,
     /// The batch once every message is handed over, kept (with a spool only) until it is on
     /// disk.
     data: Option<Batch>,
     queued: Instant,
     /// The flush's receipt once every message is handed over, until they are acknowledged
     /// or on disk.
-    receipt: Option<super::Receipt>,
+    receipt: Option<Receipt>,
+}
+
+/// A batch in the buffer, with the buffer's bookkeeping of it.
+#[derive(Debug)]
+struct Queued {
+    batch: Batch,
+    /// Where it is on disk, once spooled.
+    record: Option<RecordId>,
+    /// Held until the batch is delivered, on disk, or dropped (see [`Receipt`]).
+    receipt: Option<Receipt>,
+    /// When it was queued (spilling goes by age); none for retries.
+    queued: Option<Instant>,
+}
+
+impl Queued {
+    fn new(batch: Batch, receipt: Option<Receipt>, queued: Option<Instant>) -> Queued {
+        Queued {
+            batch,
+            record: None,
+            receipt,
+            queued,
+        }
+    }
 }
 
 impl Track {
@@ -112,8 +133,8 @@ enum SpoolSlot {
 #[derive(Debug)]
 pub struct DeliveryBuffer {
     name: String,
-    active: VecDeque<Batch>,
-    pending: VecDeque<Batch>,
+    active: VecDeque<Queued>,
+    pending: VecDeque<Queued>,
     /// Batches with unresolved messages, by id (acknowledging transports only).
     tracks: VecDeque<Track>,
     acknowledged: bool,
@@ -172,13 +193,19 @@ impl DeliveryBuffer {
 
     /// Queues a snapshot's batch after everything else; what no longer fits in memory goes
     /// to the spool, or (without one) the oldest whole pending batches are dropped.
-    pub fn push_back(&mut self, mut batch: Batch) {
+    pub fn push_back(&mut self, batch: Batch) {
+        self.push_held(batch, None);
+    }
+
+    /// [`DeliveryBuffer::push_back`] of a batch that holds its flush's `receipt` until it is
+    /// delivered, on disk or dropped.
+    pub fn push_held(&mut self, batch: Batch, receipt: Option<Receipt>) {
         if batch.waiting() == 0 {
             return;
         }
-        batch.queued = Some(Instant::now());
         self.bytes += batch.bytes();
-        self.pending.push_back(batch);
+        self.pending
+            .push_back(Queued::new(batch, receipt, Some(Instant::now())));
         while self.bytes > self.limit && self.pending.len() > 1 {
             if !self.spill_oldest_pending() {
                 self.drop_oldest_pending();
@@ -193,7 +220,7 @@ impl DeliveryBuffer {
             return;
         }
         self.bytes += batch.bytes();
-        self.active.push_front(batch);
+        self.active.push_front(Queued::new(batch, None, None));
     }
 
     /// Moves the oldest pending batch to the spool (everything older first); false when
@@ -206,12 +233,15 @@ impl DeliveryBuffer {
         let (Some(batch), SpoolSlot::Open(spool)) = (self.pending.front(), &mut self.spool) else {
             return false;
         };
-        if spool.append(batch, |_| true, State::Unread).is_none() {
+        if spool
+            .append(&batch.batch, |_| true, State::Unread)
+            .is_none()
+        {
             return false;
         }
-        let mut batch = self.pending.pop_front().expect("front");
-        self.bytes -= batch.bytes();
-        if let Some(r) = batch.receipt.take() {
+        let mut q = self.pending.pop_front().expect("front");
+        self.bytes -= q.batch.bytes();
+        if let Some(r) = q.receipt.take() {
             r.settle();
         }
         true
@@ -220,7 +250,7 @@ impl DeliveryBuffer {
     /// The oldest pending batch is dropped and counted: memory is full and the spool (if
     /// any) cannot take it.
     fn drop_oldest_pending(&mut self) {
-        if let Some(batch) = self.pending.pop_front() {
+        if let Some(Queued { batch, .. }) = self.pending.pop_front() {
             self.bytes -= batch.bytes();
             let messages = batch.waiting() as u64;
             SinkCounters::add(&self.counters.buffer_dropped, messages);
@@ -261,21 +291,22 @@ impl DeliveryBuffer {
                 }
             }
         }
-        for batch in self.active.iter_mut() {
-            if batch.is_retry() || batch.record.is_some() || !batch.queued.is_some_and(&due) {
+        for q in self.active.iter_mut() {
+            if q.batch.is_retry() || q.record.is_some() || !q.queued.is_some_and(&due) {
                 continue;
             }
+            let batch = &q.batch;
             let record = match self.tracks.iter().find(|t| t.id == batch.id) {
                 Some(t) => spool.append(batch, |i| !t.is_resolved(i), State::Out),
                 None => spool.append(batch, |i| i >= batch.next_index(), State::Out),
             };
-            batch.record = record;
+            q.record = record;
             if record.is_some()
-                && let Some(r) = batch.receipt.take()
+                && let Some(r) = q.receipt.take()
             {
                 r.settle();
             }
-            if let Some(t) = self.tracks.iter_mut().find(|t| t.id == batch.id) {
+            if let Some(t) = self.tracks.iter_mut().find(|t| t.id == q.batch.id) {
                 t.record = record;
             }
         }
@@ -292,7 +323,7 @@ impl DeliveryBuffer {
         while self
             .pending
             .front()
-            .is_some_and(|b| b.queued.is_some_and(due))
+            .is_some_and(|q| q.queued.is_some_and(due))
         {
             if !self.spill_oldest_pending() {
                 break;
@@ -307,38 +338,39 @@ impl DeliveryBuffer {
             Some(spool) if spool.has_unread() => spool.read_next(),
             _ => None,
         };
-        let batch = match read {
-            Some((record, mut batch)) => {
-                batch.record = Some(record);
-                batch.queued = Some(Instant::now());
+        let q = match read {
+            Some((record, batch)) => {
                 self.bytes += batch.bytes();
-                batch
+                Queued {
+                    record: Some(record),
+                    ..Queued::new(batch, None, Some(Instant::now()))
+                }
             }
             None => match self.pending.pop_front() {
-                Some(batch) => batch,
+                Some(q) => q,
                 None => return false,
             },
         };
-        self.activate(batch);
+        self.activate(q);
         true
     }
 
-    fn activate(&mut self, mut batch: Batch) {
-        batch.id = self.next_id;
+    fn activate(&mut self, mut q: Queued) {
+        q.batch.id = self.next_id;
         self.next_id += 1;
         if self.acknowledged {
             self.tracks.push_back(Track {
-                id: batch.id,
-                resolved: vec![0; batch.len().div_ceil(64)],
-                unresolved: batch.len(),
+                id: q.batch.id,
+                resolved: vec![0; q.batch.len().div_ceil(64)],
+                unresolved: q.batch.len(),
                 taken: false,
-                record: batch.record,
+                record: q.record,
                 data: None,
-                queued: batch.queued.unwrap_or_else(Instant::now),
+                queued: q.queued.unwrap_or_else(Instant::now),
                 receipt: None,
             });
         }
-        self.active.push_back(batch);
+        self.active.push_back(q);
     }
 
     /// Hands batches to `deliver`, oldest first, until it reports [`Flow::Blocked`] or
@@ -348,13 +380,13 @@ impl DeliveryBuffer {
             if self.active.is_empty() && !self.refill() {
                 break;
             }
-            let front = self.active.front_mut().expect("refilled");
+            let front = &mut self.active.front_mut().expect("refilled").batch;
             let before = front.bytes();
             let flow = deliver(front);
             self.bytes -= before - front.bytes();
             if front.waiting() == 0 {
-                let batch = self.active.pop_front().expect("front");
-                self.taken(batch);
+                let q = self.active.pop_front().expect("front");
+                self.taken(q);
             }
             if flow == Flow::Blocked {
                 break;
@@ -363,8 +395,8 @@ impl DeliveryBuffer {
         // A fresh batch the destination took nothing of stays evictable.
         if self.active.len() == 1
             && let Some(front) = self.active.front()
-            && !front.started()
-            && !front.is_retry()
+            && !front.batch.started()
+            && !front.batch.is_retry()
             && front.record.is_none()
         {
             let batch = self.active.pop_front().expect("front");
@@ -378,31 +410,31 @@ impl DeliveryBuffer {
     }
 
     /// Every message of `batch` has been handed over.
-    fn taken(&mut self, mut batch: Batch) {
-        if self.acknowledged && !batch.is_retry() {
+    fn taken(&mut self, mut q: Queued) {
+        if self.acknowledged && !q.batch.is_retry() {
             let keep = matches!(self.spool, SpoolSlot::Open(_));
-            if let Some(i) = self.track_index(batch.id) {
+            if let Some(i) = self.track_index(q.batch.id) {
                 let track = &mut self.tracks[i];
                 track.taken = true;
                 // Until acknowledged, unless it is on disk already.
-                match batch.receipt.take() {
-                    Some(r) if track.record.is_some() || batch.record.is_some() => r.settle(),
+                match q.receipt.take() {
+                    Some(r) if track.record.is_some() || q.record.is_some() => r.settle(),
                     r => track.receipt = r,
                 }
-                track.record = track.record.or(batch.record);
+                track.record = track.record.or(q.record);
                 if track.unresolved == 0 {
                     self.finish_track(i);
                 } else if keep && track.record.is_none() {
-                    track.data = Some(batch);
+                    track.data = Some(q.batch);
                 }
             }
             return;
         }
         // Written to the destination: delivered, for a transport without acknowledgements.
-        if let Some(r) = batch.receipt.take() {
+        if let Some(r) = q.receipt.take() {
             r.settle();
         }
-        if let Some(record) = batch.record
+        if let Some(record) = q.record
             && let SpoolSlot::Open(spool) = &mut self.spool
         {
             spool.complete(record);
@@ -462,13 +494,13 @@ impl DeliveryBuffer {
                 memory += n as u64;
             }
         };
-        for b in &self.pending {
-            add(false, b.waiting());
+        for q in &self.pending {
+            add(false, q.batch.waiting());
         }
-        for b in &self.active {
+        for q in &self.active {
             // Retries and tracked batches are counted by their tracks.
-            if !b.is_retry() && !self.acknowledged {
-                add(b.record.is_some(), b.waiting());
+            if !q.batch.is_retry() && !self.acknowledged {
+                add(q.record.is_some(), q.batch.waiting());
             }
         }
         for t in &self.tracks {
@@ -566,8 +598,8 @@ impl<T: Transport> Sink for BufferedSink<T> {
         let mut batch = Batch::default();
         self.transport.encode(flushed, &mut batch);
         batch.set_flushed_ms(flushed.snapshot.timestamp_ms);
-        batch.receipt = flushed.receipt.as_ref().map(super::Receipt::hold);
-        self.buffer.push_back(batch);
+        let receipt = flushed.receipt.as_ref().map(Receipt::hold);
+        self.buffer.push_held(batch, receipt);
         self.transport.deliver(&mut self.buffer);
         Ok(())
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sink::batch::MessageRef;
 
 fn batch(messages: &[&str]) -> Batch {
     let mut b = Batch::default();
@@ -218,13 +219,13 @@ mod spooled {
         let settings = spooled(&dir, 1 << 20, Duration::ZERO);
         let mut buffer = DeliveryBuffer::new("k", &settings, Arc::default());
         buffer.set_acknowledged();
-        buffer.push_back(held(&["a1"], 1, &done));
+        push_held(&mut buffer, &["a1"], 1, &done);
         // Handed over, unacknowledged, then due: spooled, which is taken.
         let _sent = take_all(&mut buffer);
         blocked(&mut buffer);
         assert_eq!(outcomes.try_recv(), Ok((1, true)));
         // The destination is down: pending, then due, then on disk.
-        buffer.push_back(held(&["b1"], 2, &done));
+        push_held(&mut buffer, &["b1"], 2, &done);
         assert!(outcomes.try_recv().is_err());
         blocked(&mut buffer);
         assert_eq!(outcomes.try_recv(), Ok((2, true)));
@@ -257,12 +258,15 @@ mod spooled {
     }
 }
 
-/// A batch holding receipt `id` of a flush whose outcome arrives on the returned channel.
-fn held(messages: &[&str], id: u64, done: &crossbeam_channel::Sender<(u64, bool)>) -> Batch {
-    let mut b = batch(messages);
+/// Queues a batch holding receipt `id` of a flush whose outcome arrives on `done`.
+fn push_held(
+    buffer: &mut DeliveryBuffer,
+    messages: &[&str],
+    id: u64,
+    done: &crossbeam_channel::Sender<(u64, bool)>,
+) {
     let carrier = crate::sink::Receipt::new(id, done.clone());
-    b.receipt = Some(carrier.hold());
-    b
+    buffer.push_held(batch(messages), Some(carrier.hold()));
 }
 
 #[test]
@@ -272,7 +276,7 @@ fn receipts_report_taken_only_once_acknowledged_and_not_taken_when_dropped() {
     let one = batch(&["a1", "a2"]).bytes();
     let mut buffer = DeliveryBuffer::new("t", &memory(2 * one), Arc::clone(&counters));
     buffer.set_acknowledged();
-    buffer.push_back(held(&["a1", "a2"], 1, &done));
+    push_held(&mut buffer, &["a1", "a2"], 1, &done);
     let mut tags = Vec::new();
     buffer.deliver(|b| {
         while let Some(m) = b.front() {
@@ -290,9 +294,9 @@ fn receipts_report_taken_only_once_acknowledged_and_not_taken_when_dropped() {
     buffer.resolve(tags[1]);
     assert_eq!(outcomes.try_recv(), Ok((1, true)));
     // Without a spool, a full buffer drops the oldest pending snapshot: not taken.
-    buffer.push_back(held(&["b1", "b2"], 2, &done));
-    buffer.push_back(held(&["c1", "c2"], 3, &done));
-    buffer.push_back(held(&["d1", "d2"], 4, &done));
+    push_held(&mut buffer, &["b1", "b2"], 2, &done);
+    push_held(&mut buffer, &["c1", "c2"], 3, &done);
+    push_held(&mut buffer, &["d1", "d2"], 4, &done);
     assert_eq!(outcomes.try_recv(), Ok((2, false)));
     assert!(outcomes.try_recv().is_err());
 }
@@ -301,7 +305,7 @@ fn receipts_report_taken_only_once_acknowledged_and_not_taken_when_dropped() {
 fn receipts_of_unacknowledged_transports_are_taken_when_written() {
     let (done, outcomes) = crossbeam_channel::unbounded();
     let mut buffer = DeliveryBuffer::new("t", &memory(1 << 20), Arc::default());
-    buffer.push_back(held(&["a"], 7, &done));
+    push_held(&mut buffer, &["a"], 7, &done);
     assert!(outcomes.try_recv().is_err());
     assert_eq!(taken(&mut buffer, 10), ["a"]);
     assert_eq!(outcomes.try_recv(), Ok((7, true)));

@@ -35,7 +35,7 @@ pub use self::render::{Bin, Renderer};
 pub use self::transport::GraphiteTransport;
 use super::buffer::BufferedSink;
 use super::{BuildContext, BuiltSink, ConfigError, SinkCounters, SinkSpec};
-use crate::settings::at_least;
+use crate::config_error::at_least;
 
 /// `[sinks.NAME] type = "graphite"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

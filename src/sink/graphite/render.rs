@@ -22,7 +22,7 @@ use super::GraphiteConfig;
 use crate::aggregate::timer::Percentile;
 use crate::format::number::{js_number, push_js_number};
 use crate::metric::SeriesKey;
-use crate::sink::buffer::Batch;
+use crate::sink::batch::Batch;
 use crate::snapshot::{Fields, Snapshot};
 
 /// Renders snapshots into plaintext lines; holds the precomputed namespaces.

@@ -12,7 +12,8 @@ use nix::sys::socket::{MsgFlags, recv};
 
 use super::{GraphiteConfig, Renderer};
 use crate::logging::RateLimit;
-use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, Transport};
+use crate::sink::batch::Batch;
+use crate::sink::buffer::{DeliveryBuffer, Flow, Transport};
 use crate::sink::{Flushed, SinkCounters};
 
 /// The transport of one Graphite destination.

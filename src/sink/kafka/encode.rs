@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use super::topic::TopicTemplate;
 use super::{KafkaConfig, KeyMode};
-use crate::sink::buffer::Batch;
+use crate::sink::batch::Batch;
 
 use crate::format::json::{
     render_nested, write_num, write_plain_key, write_str, write_str_prefixed,

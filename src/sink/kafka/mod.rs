@@ -34,6 +34,7 @@ use self::topic::TopicTemplate;
 pub use self::transport::KafkaTransport;
 use super::buffer::BufferedSink;
 use super::{BuildContext, BuiltSink, ConfigError, SinkCounters, SinkSpec};
+use crate::kafka_client::ClientSettings;
 
 /// `[sinks.NAME] type = "kafka"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -256,39 +257,27 @@ impl SinkSpec for KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// The librdkafka configuration, each entry with the rstatsd key it comes from.
-    pub(crate) fn client_config(&self, prefix: &str) -> Vec<(String, String, String)> {
-        let mut c: Vec<(String, String, String)> = [
-            ("bootstrap.servers", self.brokers.join(","), "brokers"),
-            ("client.id", self.client_id.clone(), "client_id"),
-            ("acks", self.acks.clone(), "acks"),
-            ("compression.type", self.compression.clone(), "compression"),
-            ("linger.ms", self.linger_ms.to_string(), "linger_ms"),
-            ("batch.size", self.batch_size.to_string(), "batch_size"),
-            (
+    /// The producer's librdkafka configuration, each property with the key it comes from.
+    pub(crate) fn client_settings(&self, section: &str) -> ClientSettings {
+        ClientSettings::new(section)
+            .set("bootstrap.servers", self.brokers.join(","), "brokers")
+            .set("client.id", self.client_id.clone(), "client_id")
+            .set("acks", self.acks.clone(), "acks")
+            .set("compression.type", self.compression.clone(), "compression")
+            .set("linger.ms", self.linger_ms.to_string(), "linger_ms")
+            .set("batch.size", self.batch_size.to_string(), "batch_size")
+            .set(
                 "enable.idempotence",
                 self.idempotence.to_string(),
                 "idempotence",
-            ),
-            (
+            )
+            .set(
                 "message.timeout.ms",
                 self.message_timeout_ms.to_string(),
                 "message_timeout_ms",
-            ),
+            )
             // The Java client's partitioner: keyed messages land where Java producers put them.
-            (
-                "partitioner",
-                "murmur2_random".into(),
-                "properties.partitioner",
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v, from)| (k.to_string(), v, format!("{prefix}.{from}")))
-        .collect();
-        for (k, v) in &self.properties {
-            c.retain(|(key, _, _)| key != k);
-            c.push((k.clone(), v.clone(), format!("{prefix}.properties.{k:?}")));
-        }
-        c
+            .set("partitioner", "murmur2_random", "properties.partitioner")
+            .properties(&self.properties)
     }
 }

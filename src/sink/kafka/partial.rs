@@ -1,5 +1,5 @@
 //! `format = "partial"`: each flush as mergeable partial aggregates for the fleet
-//! aggregators ([`crate::receive::kafka`]), in the protobuf format of
+//! aggregators ([`crate::fleet`]), in the protobuf format of
 //! [`crate::aggregate::partial`] (schema `src/aggregate/partial.proto`).
 //!
 //! - One message per series: the series' state from the snapshot (counter sums, raw timer
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::partition::java_partition;
 use crate::aggregate::partial::{IntervalEnd, Origin, encode_end, encode_partial};
 use crate::sink::Flushed;
-use crate::sink::buffer::Batch;
+use crate::sink::batch::Batch;
 
 use super::encode::series_key;
 

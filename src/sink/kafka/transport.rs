@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
@@ -17,7 +16,8 @@ use super::encode::{BatchEncoder, Format};
 use super::partial::{PartialEncoder, host_name};
 use crate::format::time::unix_millis;
 use crate::logging::RateLimit;
-use crate::sink::buffer::{Batch, DeliveryBuffer, Flow, MessageRef, Tag, Transport};
+use crate::sink::batch::{Batch, MessageRef, Tag};
+use crate::sink::buffer::{DeliveryBuffer, Flow, Transport};
 use crate::sink::{ConfigError, Flushed, SinkCounters};
 
 /// A message handed back by a failed delivery, to retry.
@@ -156,12 +156,6 @@ impl KafkaTransport {
         config: &KafkaConfig,
         counters: Arc<SinkCounters>,
     ) -> Result<KafkaTransport, ConfigError> {
-        let prefix = format!("sinks.{name}");
-        let mut client = ClientConfig::new();
-        let entries = config.client_config(&prefix);
-        for (k, v, _) in &entries {
-            client.set(k, v);
-        }
         let (retry_tx, retries) = unbounded();
         let context = DeliveryContext {
             name: name.to_string(),
@@ -172,20 +166,9 @@ impl KafkaTransport {
             failures: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
             errors: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
         };
-        let producer: BaseProducer<DeliveryContext> =
-            client.create_with_context(context).map_err(|e| match &e {
-                KafkaError::ClientConfig(_, desc, key, _) => {
-                    let ours = entries.iter().find(|(k, _, _)| k == key).map_or_else(
-                        || format!("{prefix}.properties.{key:?}"),
-                        |(_, _, from)| from.clone(),
-                    );
-                    ConfigError::new(ours, format!("librdkafka: {desc}"))
-                }
-                other => ConfigError::new(
-                    prefix.clone(),
-                    format!("cannot create the Kafka producer: {other}"),
-                ),
-            })?;
+        let producer: BaseProducer<DeliveryContext> = config
+            .client_settings(&format!("sinks.{name}"))
+            .create(context, "producer")?;
         let partial = (config.format == Format::Partial).then(|| {
             let source_id = if config.source_id.is_empty() {
                 host_name()

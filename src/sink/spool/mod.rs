@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::record::{RecordInfo, SEGMENT_HEADER_BYTES};
+use crate::config_error::{ConfigError, at_least};
 use crate::logging::RateLimit;
-use crate::settings::{ConfigError, at_least};
 use crate::sink::SinkCounters;
-use crate::sink::buffer::Batch;
+use crate::sink::batch::Batch;
 
 /// `[spool]`: the disk spool behind every sink's delivery buffer.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::sink::buffer::Batch;
+use crate::sink::batch::Batch;
 
 /// The first bytes of every segment file: magic and format version.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RSTSPOOL";

@@ -1,10 +1,13 @@
 //! [`Batch`]: the messages of one snapshot (Kafka messages, Graphite lines), stored
 //! contiguously, handed to a transport in order.
 
+//!
+//! The unit the delivery buffer ([`crate::sink::buffer`]) queues and the spool
+//! ([`crate::sink::spool`]) writes: a leaf both import. The buffer's bookkeeping of a batch
+//! (its spool record, its flush's receipt, its queue time) stays in the buffer.
+
 use std::ops::Range;
 use std::sync::Arc;
-
-use crate::sink::spool::RecordId;
 
 /// Fixed per-message overhead counted against the buffer's bound.
 const MESSAGE_OVERHEAD: usize = 64;
@@ -47,7 +50,7 @@ pub struct MessageRef<'a> {
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
     pub partition: Option<i32>,
-    /// What its delivery report must name (see [`super::DeliveryBuffer::resolve`]).
+    /// What its delivery report must name (see [`crate::sink::buffer::DeliveryBuffer::resolve`]).
     pub tag: Tag,
 }
 
@@ -66,12 +69,6 @@ pub struct Batch {
     flushed_ms: u64,
     /// Assigned by the buffer when delivery may start on it; names its messages' tags.
     pub(super) id: u64,
-    /// Where it is on disk, once spooled.
-    pub(super) record: Option<RecordId>,
-    /// Held until the batch is delivered, on disk, or dropped (see [`crate::sink::Receipt`]).
-    pub(super) receipt: Option<crate::sink::Receipt>,
-    /// When it was queued (spilling goes by age).
-    pub(super) queued: Option<std::time::Instant>,
 }
 
 impl Batch {

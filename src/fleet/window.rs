@@ -46,14 +46,14 @@ use crate::aggregate::{Bounds, Table};
 use crate::interval::IntervalState;
 use crate::metric::MetricType;
 
-use crate::stats::AggregateCounters;
+use crate::stats::FleetCounters;
 
 fn bump(counter: &std::sync::atomic::AtomicU64, n: u64) {
     counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Partials for an interval starting more than this many intervals ahead of the aggregator's
-/// clock are refused (`aggregate_invalid`): hosts and aggregators need synchronized clocks.
+/// clock are refused (`fleet_invalid`): hosts and aggregators need synchronized clocks.
 pub const FUTURE_INTERVALS: u64 = 10;
 
 /// Highest seq accepted: bounds the bitset of one (source, epoch, interval, partition) at
@@ -74,7 +74,7 @@ pub enum LatePolicy {
     Reemit,
 }
 
-/// The window's settings, from `[aggregate]`.
+/// The window's settings, from `[fleet]`.
 #[derive(Debug, Clone)]
 pub struct WindowSettings {
     pub interval_ms: u64,
@@ -209,7 +209,7 @@ pub struct Window {
     /// Emitted, unsettled: id → (partition, interval start) of each part.
     inflight: HashMap<u64, Vec<(i32, u64)>>,
     next_id: u64,
-    counters: Arc<AggregateCounters>,
+    counters: Arc<FleetCounters>,
     /// Interned source ids.
     names: HashMap<String, Arc<str>>,
     /// (partition, interval start) that late partials corrected, to emit again at the next
@@ -218,7 +218,7 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn new(settings: WindowSettings, counters: Arc<AggregateCounters>) -> Window {
+    pub fn new(settings: WindowSettings, counters: Arc<FleetCounters>) -> Window {
         Window {
             settings,
             partitions: BTreeMap::new(),
@@ -514,7 +514,7 @@ impl Window {
         };
         if !taken {
             log::warn!(
-                "aggregate: a sink dropped a closed interval ({} partition parts); its \
+                "fleet: a sink dropped a closed interval ({} partition parts); its \
                  partitions' offsets stay uncommitted from there, so a restart or rebalance \
                  replays it",
                 parts.len()
@@ -647,12 +647,12 @@ mod tests {
     struct Feed {
         w: Window,
         offset: i64,
-        counters: Arc<AggregateCounters>,
+        counters: Arc<FleetCounters>,
     }
 
     impl Feed {
         fn new(late: LatePolicy) -> Feed {
-            let counters = Arc::<AggregateCounters>::default();
+            let counters = Arc::<FleetCounters>::default();
             let mut w = Window::new(settings(late), Arc::clone(&counters));
             w.assign(0, None, 0);
             Feed {
@@ -1060,7 +1060,7 @@ mod tests {
 
     #[test]
     fn a_new_owner_treats_committed_intervals_as_late() {
-        let counters = Arc::<AggregateCounters>::default();
+        let counters = Arc::<FleetCounters>::default();
         let mut w = Window::new(settings(LatePolicy::Drop), Arc::clone(&counters));
         w.assign(3, Some(1000), 0);
         w.offer(3, 10, counter("a", 1000, 0, "c", 1.0), 100);

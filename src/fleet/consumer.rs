@@ -11,21 +11,19 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::AggregateConfig;
+use super::FleetConfig;
 use super::window::{Window, WindowSettings};
 use crate::aggregate::partial;
-use crate::flush::IntervalInput;
+use crate::config_error::ConfigError;
+use crate::flush::{ClosedInterval, IntervalInput};
 use crate::format::time::unix_millis;
-use crate::interval::ClosedInterval;
 use crate::logging::RateLimit;
-use crate::settings::ConfigError;
-use crate::stats::AggregateCounters;
+use crate::stats::FleetCounters;
 
 /// Messages handled per loop turn at most, so receipts and closes are never starved.
 const DRAIN: usize = 10_000;
@@ -42,7 +40,7 @@ struct GroupContext {
     events: parking_lot::Mutex<Vec<GroupEvent>>,
     /// The window's latest commit positions, for the revocation callback.
     positions: parking_lot::Mutex<Vec<(i32, super::window::Position)>>,
-    counters: Arc<AggregateCounters>,
+    counters: Arc<FleetCounters>,
     errors: parking_lot::Mutex<RateLimit>,
 }
 
@@ -54,7 +52,7 @@ impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(suppressed) = self.errors.lock().allow() {
             log::warn!(
-                "aggregate: librdkafka: {error}: {reason} ({suppressed} more since the last report)"
+                "fleet: librdkafka: {error}: {reason} ({suppressed} more since the last report)"
             );
         }
     }
@@ -107,7 +105,7 @@ impl ConsumerContext for GroupContext {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(suppressed) = self.errors.lock().allow() {
                 log::warn!(
-                    "aggregate: offset commit failed: {e} ({suppressed} more since the last report)"
+                    "fleet: offset commit failed: {e} ({suppressed} more since the last report)"
                 );
             }
         }
@@ -123,12 +121,12 @@ enum Control {
 }
 
 /// The running input (see [`IntervalInput`]).
-pub struct AggregateInput {
+pub struct FleetInput {
     control: Sender<Control>,
     thread: JoinHandle<()>,
 }
 
-impl IntervalInput for AggregateInput {
+impl IntervalInput for FleetInput {
     fn quiesce(&mut self) {
         let _ = self.control.send(Control::Quiesce);
     }
@@ -139,37 +137,18 @@ impl IntervalInput for AggregateInput {
     fn finish(self: Box<Self>) {
         let _ = self.control.send(Control::Finish);
         if self.thread.join().is_err() {
-            log::error!("aggregate: input thread panicked");
+            log::error!("fleet: input thread panicked");
         }
     }
 }
 
 /// Joins the group and starts the input thread; closed intervals go to `closed`.
 pub fn spawn(
-    config: &AggregateConfig,
+    config: &FleetConfig,
     window: WindowSettings,
-    counters: Arc<AggregateCounters>,
+    counters: Arc<FleetCounters>,
     closed: Sender<ClosedInterval>,
-) -> Result<AggregateInput, ConfigError> {
-    let mut client = ClientConfig::new();
-    let ours = [
-        ("bootstrap.servers", config.from.join(","), "aggregate.from"),
-        ("group.id", config.group.clone(), "aggregate.group"),
-        ("enable.auto.commit", "false".into(), "aggregate"),
-        ("enable.auto.offset.store", "false".into(), "aggregate"),
-        ("auto.offset.reset", "earliest".into(), "aggregate"),
-        (
-            "partition.assignment.strategy",
-            "cooperative-sticky".into(),
-            "aggregate",
-        ),
-    ];
-    for (k, v, _) in &ours {
-        client.set(*k, v);
-    }
-    for (k, v) in &config.properties {
-        client.set(k, v);
-    }
+) -> Result<FleetInput, ConfigError> {
     let context = GroupContext {
         topic: config.topic.clone(),
         events: parking_lot::Mutex::new(Vec::new()),
@@ -177,23 +156,12 @@ pub fn spawn(
         counters: Arc::clone(&counters),
         errors: parking_lot::Mutex::new(RateLimit::new(Duration::from_secs(10))),
     };
-    let consumer: BaseConsumer<GroupContext> =
-        client.create_with_context(context).map_err(|e| match &e {
-            KafkaError::ClientConfig(_, desc, key, _) => {
-                let from = ours
-                    .iter()
-                    .find(|(k, _, _)| k == key)
-                    .map_or_else(|| format!("aggregate.properties.{key:?}"), |o| o.2.into());
-                ConfigError::new(from, format!("librdkafka: {desc}"))
-            }
-            other => ConfigError::new(
-                "aggregate",
-                format!("cannot create the Kafka consumer: {other}"),
-            ),
-        })?;
+    let consumer: BaseConsumer<GroupContext> = config
+        .client_settings(window.interval_ms)
+        .create(context, "consumer")?;
     consumer
         .subscribe(&[&config.topic])
-        .map_err(|e| ConfigError::new("aggregate.topic", format!("cannot subscribe: {e}")))?;
+        .map_err(|e| ConfigError::new("fleet.topic", format!("cannot subscribe: {e}")))?;
     let (control, stop) = crossbeam_channel::bounded(2);
     let mut input = Input {
         topic: config.topic.clone(),
@@ -206,10 +174,10 @@ pub fn spawn(
         last_commit: Instant::now(),
     };
     let thread = thread::Builder::new()
-        .name("aggregate-in".into())
+        .name("fleet-in".into())
         .spawn(move || input.run(&consumer, &stop))
-        .map_err(|e| ConfigError::new("aggregate", format!("cannot start the thread: {e}")))?;
-    Ok(AggregateInput { control, thread })
+        .map_err(|e| ConfigError::new("fleet", format!("cannot start the thread: {e}")))?;
+    Ok(FleetInput { control, thread })
 }
 
 type GroupConsumer = BaseConsumer<GroupContext>;
@@ -223,7 +191,7 @@ struct Input {
     closed: Sender<ClosedInterval>,
     /// Receipts of emitted intervals: (id, taken by every sink).
     receipts: (Sender<Settled>, Receiver<Settled>),
-    counters: Arc<AggregateCounters>,
+    counters: Arc<FleetCounters>,
     bad: RateLimit,
     last_commit: Instant,
 }
@@ -235,7 +203,7 @@ fn now_ms() -> u64 {
 impl Input {
     fn run(&mut self, consumer: &GroupConsumer, control: &Receiver<Control>) {
         log::info!(
-            "aggregate: reading partials from topic {} as a member of the group",
+            "fleet: reading partials from topic {} as a member of the group",
             self.topic
         );
         loop {
@@ -295,7 +263,7 @@ impl Input {
                                 self.window.skip(p, offset, now);
                                 if let Some(suppressed) = self.bad.allow() {
                                     log::warn!(
-                                        "aggregate: partition {p} offset {offset}: {e} \
+                                        "fleet: partition {p} offset {offset}: {e} \
                                          ({suppressed} more since the last report)"
                                     );
                                 }
@@ -305,7 +273,7 @@ impl Input {
                     Err(e) => {
                         if let Some(suppressed) = self.bad.allow() {
                             log::warn!(
-                                "aggregate: consumer: {e} ({suppressed} more since the last report)"
+                                "fleet: consumer: {e} ({suppressed} more since the last report)"
                             );
                         }
                     }
@@ -321,7 +289,7 @@ impl Input {
             self.window.settle(id, taken);
         }
         self.commit(consumer, CommitMode::Sync);
-        log::info!("aggregate: leaving the group");
+        log::info!("fleet: leaving the group");
     }
 
     /// At shutdown, while the final flush and the sinks finish: settle what they take.
@@ -361,7 +329,7 @@ impl Input {
                     for p in &parts {
                         self.window.revoke(*p);
                     }
-                    log::info!("aggregate: partitions {parts:?} revoked");
+                    log::info!("fleet: partitions {parts:?} revoked");
                 }
                 GroupEvent::Assign(parts) => {
                     let closed = self.committed(consumer, &parts);
@@ -370,7 +338,7 @@ impl Input {
                         let through = closed.iter().find(|(q, _)| q == p).and_then(|c| c.1);
                         self.window.assign(*p, through, now);
                     }
-                    log::info!("aggregate: partitions {parts:?} assigned");
+                    log::info!("fleet: partitions {parts:?} assigned");
                 }
             }
         }
@@ -390,7 +358,7 @@ impl Input {
                 .collect(),
             Err(e) => {
                 log::warn!(
-                    "aggregate: cannot read the committed offsets of {parts:?}: {e}; \
+                    "fleet: cannot read the committed offsets of {parts:?}: {e}; \
                      intervals emitted before the rebalance may be emitted again"
                 );
                 Vec::new()
@@ -414,7 +382,7 @@ impl Input {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(suppressed) = self.bad.allow() {
                 log::warn!(
-                    "aggregate: offset commit failed: {e} ({suppressed} more since the last report)"
+                    "fleet: offset commit failed: {e} ({suppressed} more since the last report)"
                 );
             }
         }
