@@ -19,9 +19,11 @@ use crate::sink::SinkFlags;
 /// A statsd server for Etsy/DogStatsD lines and pystatsd JSON.
 ///
 /// Receives metrics over UDP, aggregates them per flush interval on every core and writes
-/// tagged aggregates to its sinks. With no configuration it listens on 127.0.0.1:8125
-/// (line protocol) and 127.0.0.1:5090 (pystatsd JSON) and prints aggregates to stdout as
-/// JSON lines. Flags override the config file.
+/// tagged aggregates to its sinks (Kafka, Graphite, the console). Start it with no
+/// arguments to listen on 127.0.0.1:8125 (line protocol) and 127.0.0.1:5090 (pystatsd JSON)
+/// and print aggregates to stdout as JSON lines; as a service, `rstatsd --config
+/// /etc/rstatsd/rstatsd.toml`. Every configuration key has a flag, and flags override the
+/// config file.
 #[derive(Debug, Parser)]
 #[command(name = "rstatsd", version, max_term_width = 100)]
 pub struct Cli {
@@ -95,9 +97,15 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Every flag: the ones above and the sections'.
+/// Every flag: the ones above and the sections'. The help opens with [`Cli`]'s text, not
+/// with [`Config`]'s (whose doc is written for this crate's readers).
 pub fn command() -> clap::Command {
-    Config::augment_args(Cli::command())
+    let cli = Cli::command();
+    let about = cli.get_about().cloned().unwrap_or_default();
+    let long_about = cli.get_long_about().cloned().unwrap_or_default();
+    Config::augment_args(cli)
+        .about(about)
+        .long_about(long_about)
 }
 
 impl Cli {
@@ -218,6 +226,46 @@ mod tests {
         assert_eq!(c.limits.max_name_bytes, 256);
         assert_eq!(c.tags["host"], "a");
         assert!(c.sinks.contains_key("console"));
+    }
+
+    #[test]
+    fn help_and_man_page_say_what_rstatsd_is_and_show_no_rustdoc_syntax() {
+        let help = command().render_long_help().to_string();
+        assert!(
+            help.starts_with("A statsd server for Etsy/DogStatsD lines and pystatsd JSON.\n"),
+            "{}",
+            &help[..200]
+        );
+        let mut man = Vec::new();
+        clap_mangen::Man::new(command()).render(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.contains("A statsd server for Etsy/DogStatsD lines and pystatsd JSON"));
+        for (what, text) in [("--help", &help), ("the man page", &man)] {
+            for syntax in ["[`", "`]", "crate::", "super::", "](", "Self::"] {
+                assert!(!text.contains(syntax), "{what} shows {syntax:?}:\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn old_fleet_flags_are_read_as_the_new_ones_and_noted_once_each() {
+        let cli = Cli::try_parse_args([
+            "rstatsd",
+            "--aggregate-from",
+            "k:9092",
+            "--aggregate-grace-ms=500",
+        ])
+        .unwrap();
+        let mut c = Config::default();
+        cli.apply(&mut c).unwrap();
+        assert_eq!(c.fleet.from, vec!["k:9092"]);
+        assert_eq!(c.fleet.grace_ms, 500);
+        assert_eq!(
+            c.deprecation_warning().unwrap(),
+            "deprecated configuration names, still read: --aggregate-from (now --fleet-from), \
+             --aggregate-grace-ms (now --fleet-grace-ms); the old names will be removed in a \
+             later release"
+        );
     }
 
     #[test]

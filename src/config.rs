@@ -478,6 +478,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_old_fleet_section_is_read_with_a_deprecation_and_not_beside_the_new_one() {
+        let c = Config::parse("[aggregate]\nfrom = [\"k:9092\"]\ngrace_ms = 500\n").unwrap();
+        assert_eq!(c.fleet.from, vec!["k:9092"]);
+        assert_eq!(c.fleet.grace_ms, 500);
+        assert_eq!(c.deprecations, vec!["[aggregate] (now [fleet])"]);
+        assert_eq!(
+            Config::parse("[fleet]\ngrace_ms = 5\n")
+                .unwrap()
+                .deprecations
+                .len(),
+            0
+        );
+        let e = Config::parse("[fleet]\ngrace_ms = 5\n[aggregate]\ngrace_ms = 6\n").unwrap_err();
+        assert_eq!(e.key, "aggregate");
+        let e = Config::parse("[aggregate]\nbogus = 1\n").unwrap_err();
+        assert_eq!(e.key, "aggregate.bogus");
+    }
+
+    #[test]
+    fn fleet_session_timeout_and_heartbeat_follow_the_flush_interval() {
+        let f = FleetConfig::default();
+        assert_eq!(f.session_timeout_ms(2_000), 6_000);
+        assert_eq!(f.heartbeat_ms(2_000), 2_000);
+        assert_eq!(f.session_timeout_ms(10_000), 30_000);
+        assert_eq!(f.heartbeat_ms(10_000), 10_000);
+        assert_eq!(f.session_timeout_ms(500), 6_000, "the broker's minimum");
+        assert_eq!(
+            f.session_timeout_ms(600_000),
+            300_000,
+            "max.poll.interval.ms"
+        );
+        let set = FleetConfig {
+            session_timeout_ms: 9_000,
+            heartbeat_ms: 1_000,
+            ..FleetConfig::default()
+        };
+        assert_eq!(
+            (set.session_timeout_ms(2_000), set.heartbeat_ms(2_000)),
+            (9_000, 1_000)
+        );
+    }
+
+    #[test]
     fn empty_file_is_the_default() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         Config::default().validate().unwrap();

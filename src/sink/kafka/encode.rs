@@ -45,7 +45,7 @@ pub enum Format {
     Json,
     JsonNested,
     Influx,
-    /// Mergeable partial aggregates for fleet aggregators ([`super::partial`]).
+    /// Mergeable partial aggregates for fleet aggregators (schema src/aggregate/partial.proto).
     Partial,
 }
 
