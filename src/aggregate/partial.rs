@@ -81,20 +81,55 @@ pub enum Envelope {
     End(IntervalEnd),
 }
 
-/// Why bytes are not a partial this build can merge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadPartial(pub &'static str);
+/// Why bytes are not a partial this build can merge, by kind (each with its detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPartial {
+    /// Not protobuf: truncated, a field of the wrong wire type, bad UTF-8.
+    Wire(&'static str),
+    /// No version, or a newer major version than this reader's.
+    Version(&'static str),
+    /// A field the message cannot do without is absent.
+    Missing(&'static str),
+    /// Well-formed, but not a value of rstatsd's model (a NaN, unsorted tags, a value of
+    /// another type).
+    Invalid(&'static str),
+    /// An embedded DDSketch or HyperLogLog that does not decode.
+    Sketch(&'static str),
+    /// A sketch of another relative accuracy than this aggregator's: merging it would be
+    /// wrong, so it is refused.
+    SketchAccuracy,
+}
+
+impl BadPartial {
+    /// What is wrong, in words.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            BadPartial::Wire(d)
+            | BadPartial::Version(d)
+            | BadPartial::Missing(d)
+            | BadPartial::Invalid(d)
+            | BadPartial::Sketch(d) => d,
+            BadPartial::SketchAccuracy => "sketch accuracy differs from this aggregator's",
+        }
+    }
+}
 
 impl std::fmt::Display for BadPartial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "not an rstatsd partial: {}", self.0)
+        write!(f, "not an rstatsd partial: {}", self.detail())
     }
 }
 
 impl std::error::Error for BadPartial {}
 
-/// Internal results: the reason alone, wrapped by [`decode`].
-type Result<T> = std::result::Result<T, &'static str>;
+/// The protobuf reader's errors are wire errors.
+impl From<&'static str> for BadPartial {
+    fn from(reason: &'static str) -> Self {
+        BadPartial::Wire(reason)
+    }
+}
+
+type Result<T> = std::result::Result<T, BadPartial>;
 
 /// The schema's `MetricType` number of a type.
 fn type_number(t: MetricType) -> u64 {
@@ -111,7 +146,7 @@ fn type_number(t: MetricType) -> u64 {
 
 fn metric_type(n: u64) -> Result<MetricType> {
     Ok(match n {
-        0 => return Err("metric type unspecified"),
+        0 => return Err(BadPartial::Invalid("metric type unspecified")),
         1 => MetricType::Counter,
         2 => MetricType::Trace,
         3 => MetricType::Gauge,
@@ -119,7 +154,7 @@ fn metric_type(n: u64) -> Result<MetricType> {
         5 => MetricType::Histogram,
         6 => MetricType::Distribution,
         7 => MetricType::Set,
-        _ => return Err("unknown metric type"),
+        _ => return Err(BadPartial::Invalid("unknown metric type")),
     })
 }
 
@@ -231,7 +266,7 @@ pub fn encode_end(out: &mut Vec<u8>, end: &IntervalEnd) {
 /// `bounds`: sketches are read into `bounds.max_sketch_bins` and must have the mapping
 /// `bounds.sketch`, raw samples and exact sets beyond their bounds become a sketch or an HLL.
 pub fn decode(bytes: &[u8], bounds: &Bounds) -> std::result::Result<Envelope, BadPartial> {
-    decode_envelope(bytes, bounds).map_err(BadPartial)
+    decode_envelope(bytes, bounds)
 }
 
 fn decode_envelope(bytes: &[u8], bounds: &Bounds) -> Result<Envelope> {
@@ -245,15 +280,17 @@ fn decode_envelope(bytes: &[u8], bounds: &Bounds) -> Result<Envelope> {
         }
     }
     if version == 0 {
-        return Err("no version");
+        return Err(BadPartial::Version("no version"));
     }
     if version > VERSION {
-        return Err("a newer major version than this reader's");
+        return Err(BadPartial::Version(
+            "a newer major version than this reader's",
+        ));
     }
     match kind {
         Some((2, body)) => decode_partial(body, bounds).map(Envelope::Partial),
         Some((_, body)) => decode_end(body).map(Envelope::End),
-        None => Err("neither a partial nor an interval end"),
+        None => Err(BadPartial::Missing("neither a partial nor an interval end")),
     }
 }
 
@@ -290,7 +327,7 @@ fn decode_end(bytes: &[u8]) -> Result<IntervalEnd> {
         }
     }
     Ok(IntervalEnd {
-        origin: decode_origin(origin.ok_or("no origin")?)?,
+        origin: decode_origin(origin.ok_or(BadPartial::Missing("no origin"))?)?,
         partials,
         partitions,
         last,
@@ -348,7 +385,11 @@ fn decode_tag(bytes: &[u8]) -> Result<(&str, &str)> {
 }
 
 fn finite(v: f64, reason: &'static str) -> Result<f64> {
-    if v.is_finite() { Ok(v) } else { Err(reason) }
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(BadPartial::Invalid(reason))
+    }
 }
 
 fn decode_partial(bytes: &[u8], bounds: &Bounds) -> Result<Partial> {
@@ -366,17 +407,19 @@ fn decode_partial(bytes: &[u8], bounds: &Bounds) -> Result<Partial> {
             _ => {}
         }
     }
-    let origin = origin.ok_or("no origin")?;
-    let name = name.ok_or("no name")?;
+    let origin = origin.ok_or(BadPartial::Missing("no origin"))?;
+    let name = name.ok_or(BadPartial::Missing("no name"))?;
     if name.is_empty() {
-        return Err("empty name");
+        return Err(BadPartial::Invalid("empty name"));
     }
     let mtype = metric_type(mtype)?;
     let tags = tags.as_slice();
     if !tags.windows(2).all(|w| w[0].0 < w[1].0) {
-        return Err("tags are not sorted by key, or a key repeats");
+        return Err(BadPartial::Invalid(
+            "tags are not sorted by key, or a key repeats",
+        ));
     }
-    let (n, f) = value.ok_or("no value")?;
+    let (n, f) = value.ok_or(BadPartial::Missing("no value"))?;
     let value = match (mtype, n) {
         (MetricType::Counter, 6) => Value::Counter(finite(f.double()?, "a sum is not finite")?),
         (MetricType::Trace, 6) => Value::Trace(finite(f.double()?, "a sum is not finite")?),
@@ -389,7 +432,11 @@ fn decode_partial(bytes: &[u8], bounds: &Bounds) -> Result<Partial> {
             Value::Distribution(Box::new(decode_samples(f.bytes()?, bounds)?))
         }
         (MetricType::Set, 9) => Value::Set(Box::new(decode_set(f.bytes()?, bounds)?)),
-        _ => return Err("the value's kind is not the metric type's"),
+        _ => {
+            return Err(BadPartial::Invalid(
+                "the value's kind is not the metric type's",
+            ));
+        }
     };
     Ok(Partial {
         origin: decode_origin(origin)?,
@@ -419,7 +466,9 @@ fn decode_gauge(bytes: &[u8]) -> Result<Gauge> {
 /// Appends the little-endian doubles of a packed field.
 fn unpack_doubles(mut packed: &[u8], values: &mut Vec<f64>) -> Result<()> {
     if !packed.len().is_multiple_of(8) {
-        return Err("packed doubles are not a whole number of doubles");
+        return Err(BadPartial::Wire(
+            "packed doubles are not a whole number of doubles",
+        ));
     }
     values.reserve(packed.len() / 8);
     while let Some((v, rest)) = packed.split_first_chunk::<8>() {
@@ -442,14 +491,16 @@ fn decode_samples(bytes: &[u8], bounds: &Bounds) -> Result<Samples> {
         }
     }
     if !(count.is_finite() && count >= 0.0) {
-        return Err("a samples count is not finite and non-negative");
+        return Err(BadPartial::Invalid(
+            "a samples count is not finite and non-negative",
+        ));
     }
     if !values.iter().all(|v| v.is_finite()) {
-        return Err("a sample is not finite");
+        return Err(BadPartial::Invalid("a sample is not finite"));
     }
     let Some(ddsketch) = ddsketch else {
         if totals.is_some() {
-            return Err("totals without a sketch");
+            return Err(BadPartial::Invalid("totals without a sketch"));
         }
         let raw = Samples {
             values,
@@ -464,15 +515,16 @@ fn decode_samples(bytes: &[u8], bounds: &Bounds) -> Result<Samples> {
         return Ok(samples);
     };
     if !values.is_empty() {
-        return Err("raw samples alongside a sketch");
+        return Err(BadPartial::Invalid("raw samples alongside a sketch"));
     }
-    let sketch = sketch_proto::decode(ddsketch, bounds.max_sketch_bins).map_err(|e| e.0)?;
+    let sketch = sketch_proto::decode(ddsketch, bounds.max_sketch_bins)
+        .map_err(|e| BadPartial::Sketch(e.0))?;
     if *sketch.mapping() != bounds.sketch {
-        return Err("sketch accuracy differs from this aggregator's");
+        return Err(BadPartial::SketchAccuracy);
     }
-    let totals = decode_totals(totals.ok_or("a sketch without its totals")?)?;
+    let totals = decode_totals(totals.ok_or(BadPartial::Missing("a sketch without its totals"))?)?;
     if totals.seen != sketch.count() {
-        return Err("the totals' count is not the sketch's");
+        return Err(BadPartial::Invalid("the totals' count is not the sketch's"));
     }
     Ok(Samples {
         values,
@@ -504,7 +556,7 @@ fn decode_totals(bytes: &[u8]) -> Result<Totals> {
         .iter()
         .any(|v| v.is_nan())
     {
-        return Err("a total is NaN");
+        return Err(BadPartial::Invalid("a total is NaN"));
     }
     Ok(t)
 }
@@ -527,9 +579,9 @@ fn decode_set(bytes: &[u8], bounds: &Bounds) -> Result<SetValue> {
         return Ok(set);
     };
     if members {
-        return Err("members alongside an HLL");
+        return Err(BadPartial::Invalid("members alongside an HLL"));
     }
-    let hll = Hll::from_datasketches(hll).map_err(|e| e.0)?;
+    let hll = Hll::from_datasketches(hll).map_err(|e| BadPartial::Sketch(e.0))?;
     if hll.lg_k() <= bounds.set_lg_k {
         return Ok(SetValue::Estimated(Box::new(hll)));
     }
@@ -710,7 +762,7 @@ mod tests {
         };
         assert_eq!(
             decode(&encoded(None, &key_t(), &timer, 0), &other),
-            Err(BadPartial("sketch accuracy differs from this aggregator's"))
+            Err(BadPartial::SketchAccuracy)
         );
     }
 
@@ -831,7 +883,7 @@ mod tests {
 
     fn reason(bytes: &[u8]) -> &'static str {
         match decode(bytes, &Bounds::default()) {
-            Err(BadPartial(r)) => r,
+            Err(e) => e.detail(),
             Ok(e) => panic!("decoded {e:?}"),
         }
     }
@@ -997,10 +1049,13 @@ mod tests {
         varint_field(&mut end, 1, 1);
         message_field(&mut end, 3, |out| varint_field(out, 2, 5));
         assert_eq!(reason(&end), "no origin");
-        assert!(
-            BadPartial("x")
-                .to_string()
-                .starts_with("not an rstatsd partial: x")
+        assert_eq!(
+            decode(&end, &Bounds::default()),
+            Err(BadPartial::Missing("no origin"))
+        );
+        assert_eq!(
+            BadPartial::Invalid("x").to_string(),
+            "not an rstatsd partial: x"
         );
     }
 
