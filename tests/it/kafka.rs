@@ -1,16 +1,14 @@
 //! Kafka sink end to end: the real binary produces to librdkafka's mock cluster (real Kafka
 //! protocol over TCP on loopback); the test reads everything back.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::Value;
 
-use common::kafka::{Consumed, consume_all, java_partition, murmur2, parse_json_message};
-use common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
+use crate::common::kafka::{Consumed, consume_all, java_partition, murmur2, parse_json_message};
+use crate::common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 

@@ -1,12 +1,10 @@
 //! The binary's command line: configuration errors (exit 2, naming file and key),
 //! `--check-config`, `--help`, and start-up failures (exit 1).
 
-mod common;
-
 use std::net::UdpSocket;
 use std::process::{Command, Output};
 
-use common::{ConfigFile, Daemon, LONG_INTERVAL};
+use crate::common::{ConfigFile, Daemon, LONG_INTERVAL};
 
 fn rstatsd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rstatsd"))
@@ -263,7 +261,7 @@ fn a_sink_that_gives_up_at_shutdown_says_so_once() {
     );
     let d = Daemon::start_single_flush(&file, &[]);
     // `stats.c`, `stats_counts.c` and `statsd.numStats`: three lines.
-    d.send_statsd(&common::sender(d.statsd.unwrap()), b"c:1|c");
+    d.send_statsd(&crate::common::sender(d.statsd.unwrap()), b"c:1|c");
     let out = d.stop();
     assert!(out.status.success(), "{:?}", out.stderr);
     let sink = format!("g/127.0.0.1:{port}");

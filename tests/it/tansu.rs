@@ -2,8 +2,6 @@
 //! (`cargo install tansu --version 0.6.0 --locked --features dynostore`, which the README's
 //! test command does). A missing tansu fails this test; it is never skipped.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::kafka::{consume_expected, parse_json_message};
-use common::{ConfigFile, Daemon, sender};
+use crate::common::kafka::{consume_expected, parse_json_message};
+use crate::common::{ConfigFile, Daemon, sender};
 
 fn tansu_binary() -> PathBuf {
     let home = std::env::var("CARGO_HOME")
@@ -194,8 +192,8 @@ fn every_format_round_trips_through_tansu_with_zstd() {
 
 /// Fleet aggregation through tansu: a consumer group of one aggregator, `partial` messages
 /// from one host, and offsets committed with their `closed_through` metadata. (Failover is
-/// tested against librdkafka's mock cluster in `tests/aggregate.rs`: tansu 0.6.0 never moves
-/// a SIGKILLed member's partitions to the survivors.)
+/// tested against librdkafka's mock cluster in `fleet`: tansu 0.6.0 never moves a SIGKILLed
+/// member's partitions to the survivors.)
 #[test]
 fn partials_aggregate_and_commit_through_tansu() {
     use rdkafka::TopicPartitionList;
@@ -221,7 +219,7 @@ fn partials_aggregate_and_commit_through_tansu() {
         "--no-statsd",
         "--no-pystatsd",
     ]);
-    common::wait_metric(
+    crate::common::wait_metric(
         &aggregator,
         "rstatsd_aggregate_assigned_partitions",
         Duration::from_secs(30),
@@ -255,7 +253,7 @@ fn partials_aggregate_and_commit_through_tansu() {
 
     // The group commits its offsets once the out sink has the intervals. (tansu 0.6.0 keeps
     // no commit metadata, so `closed_through` does not survive there; the mock cluster test
-    // in tests/aggregate.rs checks it.)
+    // in `fleet` checks it.)
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", "agg")

@@ -36,7 +36,7 @@ pub fn parse_json_message(payload: &str) -> serde_json::Value {
     static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
     let schema = SCHEMA.get_or_init(|| {
         let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../src/sink/kafka/json.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../../src/sink/kafka/json.schema.json")).unwrap();
         jsonschema::validator_for(&schema).expect("valid schema")
     });
     let doc: serde_json::Value = serde_json::from_str(payload).unwrap();

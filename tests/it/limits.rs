@@ -1,10 +1,8 @@
 //! The cardinality guard and the timer sample cap, against the real binary.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender};
+use crate::common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender};
 
 fn user_series(got: &BTreeMap<Id, BTreeMap<String, f64>>) -> Vec<&Id> {
     got.keys()

@@ -1,8 +1,6 @@
 //! The Graphite sink against a real TCP listener standing in for carbon: Etsy's paths and
 //! numbers exactly, and delivery across a carbon restart.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,7 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{ConfigFile, Daemon, TempDir, sender, wait_metric};
+use crate::common::{ConfigFile, Daemon, TempDir, sender, wait_metric};
 
 const WAIT: Duration = Duration::from_secs(20);
 

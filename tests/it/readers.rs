@@ -12,8 +12,6 @@ use rstatsd::aggregate::sketch::{Mapping, Sketch};
 use rstatsd::aggregate::{Bounds, SetValue, Value, sketch_proto};
 use rstatsd::metric::{MetricType, Sample, SeriesKey};
 
-mod common;
-
 const PYTHON: &str = r#"
 import json, sys
 from ddsketch.pb.proto import DDSketchProto
@@ -238,7 +236,7 @@ print(json.dumps(out))
 
 #[test]
 fn python_decodes_partials() {
-    let dir = common::TempDir::new("partials");
+    let dir = crate::common::TempDir::new("partials");
     let origin = Origin {
         source_id: "web-042".into(),
         source_epoch_ms: 1_795_000_000_123,

@@ -4,8 +4,6 @@
 //! session timeout, which tansu does not). The aggregators write `json-nested` to a topic the
 //! test reads back.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::sync::Mutex;
@@ -16,8 +14,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use serde_json::Value;
 
-use common::kafka::{consume_all, java_partition};
-use common::{ConfigFile, Daemon, Id, metric_value, record_id, sender, wait_metric};
+use crate::common::kafka::{consume_all, java_partition};
+use crate::common::{ConfigFile, Daemon, Id, metric_value, record_id, sender, wait_metric};
 use rstatsd::aggregate::Value as Agg;
 use rstatsd::aggregate::partial::{IntervalEnd, Origin, encode_end, encode_partial};
 use rstatsd::metric::{MetricType, SeriesKey};

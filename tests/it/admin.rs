@@ -1,12 +1,10 @@
 //! The admin plane against the real binary: every management command and HTTP endpoint.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Daemon, http, sender};
+use crate::common::{Daemon, http, sender};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -2,8 +2,6 @@
 //! protocol broker on loopback, whose brokers the test takes down and up), SIGKILL, damaged
 //! spool files and a full filesystem.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::process::Command;
@@ -13,8 +11,10 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
-use common::kafka::{Consumed, consume_all, parse_json_message};
-use common::{ConfigFile, Daemon, LONG_INTERVAL, TempDir, metric_value, sender, wait_metric};
+use crate::common::kafka::{Consumed, consume_all, parse_json_message};
+use crate::common::{
+    ConfigFile, Daemon, LONG_INTERVAL, TempDir, metric_value, sender, wait_metric,
+};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
