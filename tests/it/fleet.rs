@@ -10,17 +10,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
-use crate::common::kafka::{consume_all, java_partition};
+use crate::common::kafka::{MockCluster, consume_all, java_partition, mock_cluster};
 use crate::common::{ConfigFile, Daemon, Id, metric_value, record_id, sender, wait_metric};
 use rstatsd::aggregate::Value as Agg;
 use rstatsd::aggregate::partial::{IntervalEnd, Origin, encode_end, encode_partial};
 use rstatsd::metric::{MetricType, SeriesKey};
-
-type Cluster = MockCluster<'static, DefaultProducerContext>;
 
 const PARTITIONS: i32 = 4;
 const INTERVAL_MS: u64 = 1000;
@@ -28,12 +25,10 @@ const INTERVAL_MS: u64 = 1000;
 /// Each test runs five daemons; on two cores they run one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn cluster() -> Cluster {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    for t in ["partials", "out"] {
-        cluster.create_topic(t, PARTITIONS, 1).expect("topic");
-    }
-    cluster
+/// One broker; `partials` (what the locals write, the aggregators read) and `out` (what the
+/// aggregators write).
+fn cluster() -> MockCluster {
+    mock_cluster(1, PARTITIONS, &["partials", "out"])
 }
 
 fn now_ms() -> u64 {

@@ -3,27 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use serde_json::Value;
 
-use crate::common::kafka::{Consumed, consume_all, java_partition, murmur2, parse_json_message};
+use crate::common::kafka::{
+    Consumed, consume_all, java_partition, mock_cluster, murmur2, parse_json_message,
+};
 use crate::common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
-
-type Cluster = MockCluster<'static, DefaultProducerContext>;
 
 const SECS: f64 = 86400.0;
 const PARTITIONS: i32 = 4;
-
-fn cluster(brokers: i32, topics: &[&str]) -> Cluster {
-    let cluster = MockCluster::new(brokers).expect("mock cluster");
-    for t in topics {
-        cluster
-            .create_topic(t, PARTITIONS, 1)
-            .expect("create topic");
-    }
-    cluster
-}
 
 /// A field value, numbers compared as f64 whatever their JSON spelling.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +100,7 @@ fn start_single_flush(config: &ConfigFile) -> Daemon {
 
 #[test]
 fn json_messages_for_every_metric_type() {
-    let cluster = cluster(3, &["metrics"]);
+    let cluster = mock_cluster(3, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     let config = kafka_config(
         "json",
@@ -267,7 +255,7 @@ fn json_messages_for_every_metric_type() {
 
 #[test]
 fn influx_and_nested_formats_with_compression() {
-    let cluster = cluster(1, &["influx", "nested"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["influx", "nested"]);
     let bootstrap = cluster.bootstrap_servers();
     let config = ConfigFile::new(
         "formats",
@@ -327,7 +315,7 @@ fn influx_and_nested_formats_with_compression() {
 #[test]
 fn topic_templates_route_by_tag_and_type() {
     let topics = ["m.prod", "m.other", "t.counter", "t.gauge"];
-    let cluster = cluster(1, &topics);
+    let cluster = mock_cluster(1, PARTITIONS, &topics);
     let bootstrap = cluster.bootstrap_servers();
     let config = ConfigFile::new(
         "topics",
@@ -390,7 +378,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
 
-    let cluster = cluster(3, &["metrics"]);
+    let cluster = mock_cluster(3, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     // Short message timeout: messages time out during the outage and take the sink's
     // retry path, not only librdkafka's queue.
@@ -458,7 +446,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
 fn retriable_errors_are_retried_and_permanent_ones_counted() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-    let cluster = cluster(1, &["metrics"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -483,7 +471,7 @@ fn retriable_errors_are_retried_and_permanent_ones_counted() {
 
     // A permanent error: the messages of the failing request are counted as failed, and
     // the count reaches Kafka with the next flush.
-    let cluster = self::cluster(1, &["metrics"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -522,7 +510,7 @@ fn retriable_errors_are_retried_and_permanent_ones_counted() {
 
 #[test]
 fn shutdown_with_brokers_down_reports_undelivered() {
-    let cluster = cluster(1, &["metrics"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     cluster.broker_down(1).unwrap();
     let config = kafka_config("down", &bootstrap, "shutdown_timeout_ms = 1500");
@@ -562,7 +550,7 @@ fn partial_format_numbers_partials_per_partition_and_marks_every_partition() {
     use rstatsd::aggregate::Value as Agg;
     use rstatsd::aggregate::partial::{Envelope, decode};
 
-    let cluster = cluster(1, &["partials"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["partials"]);
     let bootstrap = cluster.bootstrap_servers();
     let config = kafka_config(
         "kafka-partial",

@@ -8,23 +8,16 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
-
-use crate::common::kafka::{Consumed, consume_all, parse_json_message};
+use crate::common::kafka::{Consumed, MockCluster, consume_all, mock_cluster, parse_json_message};
 use crate::common::{
     ConfigFile, Daemon, LONG_INTERVAL, TempDir, metric_value, sender, wait_metric,
 };
 
-type Cluster = MockCluster<'static, DefaultProducerContext>;
-
 const WAIT: Duration = Duration::from_secs(60);
 
 /// One broker, topic `metrics` with 4 partitions.
-fn cluster() -> Cluster {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("metrics", 4, 1).expect("create topic");
-    cluster
+fn cluster() -> MockCluster {
+    mock_cluster(1, 4, &["metrics"])
 }
 
 fn config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {

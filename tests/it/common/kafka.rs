@@ -1,5 +1,5 @@
-//! Kafka helpers for tests: read back everything a topic holds, and the Java client's
-//! partitioner to check partition affinity.
+//! Kafka helpers for tests: librdkafka's mock cluster, reading back everything a topic
+//! holds, and the Java client's partitioner to check partition affinity.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -8,7 +8,24 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
+
+/// librdkafka's mock cluster: real brokers speaking the Kafka protocol on loopback TCP, in
+/// this process, that a test can take down and up.
+pub type MockCluster = rdkafka::mocking::MockCluster<'static, DefaultProducerContext>;
+
+/// A mock cluster of `brokers` brokers holding `topics`, each with `partitions` partitions
+/// (replication factor 1).
+pub fn mock_cluster(brokers: i32, partitions: i32, topics: &[&str]) -> MockCluster {
+    let cluster = MockCluster::new(brokers).expect("mock cluster");
+    for t in topics {
+        cluster
+            .create_topic(t, partitions, 1)
+            .expect("create topic");
+    }
+    cluster
+}
 
 impl From<&BorrowedMessage<'_>> for Consumed {
     fn from(msg: &BorrowedMessage<'_>) -> Consumed {
