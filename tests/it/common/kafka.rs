@@ -30,7 +30,6 @@ pub fn mock_cluster(brokers: i32, partitions: i32, topics: &[&str]) -> MockClust
 impl From<&BorrowedMessage<'_>> for Consumed {
     fn from(msg: &BorrowedMessage<'_>) -> Consumed {
         Consumed {
-            topic: msg.topic().to_string(),
             partition: msg.partition(),
             key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
             payload: String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned(),
@@ -65,7 +64,6 @@ pub fn parse_json_message(payload: &str) -> serde_json::Value {
 /// One consumed message.
 #[derive(Debug, Clone)]
 pub struct Consumed {
-    pub topic: String,
     pub partition: i32,
     pub key: Option<String>,
     /// The payload as text (binary formats: lossy; use `raw`).
@@ -164,5 +162,4 @@ pub fn consume_expected(
     }
 }
 
-#[allow(unused_imports)]
 pub use rstatsd::sink::kafka::partition::{java_partition, murmur2};
