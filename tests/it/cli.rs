@@ -6,23 +6,6 @@ use std::process::{Command, Output};
 
 use crate::common::{ConfigFile, Daemon, LONG_INTERVAL};
 
-fn rstatsd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rstatsd"))
-        .args(args)
-        .output()
-        .expect("run rstatsd")
-}
-
-/// Runs `--check-config` on `text`; asserts exit code 2 and returns stderr.
-fn config_error(name: &str, text: &str) -> String {
-    let file = ConfigFile::new(name, text);
-    let out = rstatsd(&["--check-config", "--config", file.path()]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains(file.path()), "file not named: {stderr}");
-    stderr
-}
-
 #[test]
 fn unknown_key() {
     let e = config_error(
@@ -352,4 +335,21 @@ fn invalid_aggregate_settings_name_the_key() {
         e.contains("key `sinks.k.topic`: format \"partial\" needs one fixed topic"),
         "{e}"
     );
+}
+
+fn rstatsd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rstatsd"))
+        .args(args)
+        .output()
+        .expect("run rstatsd")
+}
+
+/// Runs `--check-config` on `text`; asserts exit code 2 and returns stderr.
+fn config_error(name: &str, text: &str) -> String {
+    let file = ConfigFile::new(name, text);
+    let out = rstatsd(&["--check-config", "--config", file.path()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(file.path()), "file not named: {stderr}");
+    stderr
 }

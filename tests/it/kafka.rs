@@ -13,91 +13,6 @@ use crate::common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
 const SECS: f64 = 86400.0;
 const PARTITIONS: i32 = 4;
 
-/// A field value, numbers compared as f64 whatever their JSON spelling.
-#[derive(Debug, Clone, PartialEq)]
-enum F {
-    S(String),
-    N(f64),
-}
-
-fn flat(payload: &str) -> BTreeMap<String, F> {
-    let v: Value = serde_json::from_str(payload).unwrap();
-    v.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let f = match v {
-                Value::String(s) => F::S(s.clone()),
-                Value::Number(n) => F::N(n.as_f64().unwrap()),
-                other => panic!("unexpected {k}: {other}"),
-            };
-            (k.clone(), f)
-        })
-        .collect()
-}
-
-fn fields(pairs: &[(&str, F)]) -> BTreeMap<String, F> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn s(v: &str) -> F {
-    F::S(v.to_string())
-}
-
-fn timer_stats(values: &[f64]) -> Vec<(&'static str, F)> {
-    let n = values.len() as f64;
-    let sum: f64 = values.iter().sum();
-    let sq: f64 = values.iter().map(|x| x * x).sum();
-    let mean = sum / n;
-    let std = (values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
-    let max = values.iter().cloned().fold(f64::MIN, f64::max);
-    let min = values.iter().cloned().fold(f64::MAX, f64::min);
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-    };
-    // With n ≤ 3, the 90th percentile keeps every sample.
-    vec![
-        ("count_90", F::N(n)),
-        ("mean_90", F::N(mean)),
-        ("upper_90", F::N(max)),
-        ("sum_90", F::N(sum)),
-        ("sum_squares_90", F::N(sq)),
-        ("std", F::N(std)),
-        ("upper", F::N(max)),
-        ("lower", F::N(min)),
-        ("count", F::N(n)),
-        ("count_ps", F::N(n / SECS)),
-        ("sum", F::N(sum)),
-        ("sum_squares", F::N(sq)),
-        ("mean", F::N(mean)),
-        ("median", F::N(median)),
-    ]
-}
-
-/// The TOML of a Kafka sink named `name`, with `extra` keys.
-fn sink(name: &str, bootstrap: &str, extra: &str) -> String {
-    format!(
-        "[sinks.{name}]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
-    )
-}
-
-fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
-    ConfigFile::new(name, &sink("kafka", bootstrap, extra))
-}
-
-/// The daemon with `config`, line protocol only, no internal statistics, and only the
-/// final flush.
-fn start_single_flush(config: &ConfigFile) -> Daemon {
-    Daemon::start_single_flush(config, &["--no-pystatsd"])
-}
-
 #[test]
 fn json_messages_for_every_metric_type() {
     let cluster = mock_cluster(3, PARTITIONS, &["metrics"]);
@@ -618,4 +533,89 @@ fn partial_format_numbers_partials_per_partition_and_marks_every_partition() {
         panic!()
     };
     assert_eq!((g.value, g.absolute), (4.0, true));
+}
+
+/// A field value, numbers compared as f64 whatever their JSON spelling.
+#[derive(Debug, Clone, PartialEq)]
+enum F {
+    S(String),
+    N(f64),
+}
+
+fn flat(payload: &str) -> BTreeMap<String, F> {
+    let v: Value = serde_json::from_str(payload).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let f = match v {
+                Value::String(s) => F::S(s.clone()),
+                Value::Number(n) => F::N(n.as_f64().unwrap()),
+                other => panic!("unexpected {k}: {other}"),
+            };
+            (k.clone(), f)
+        })
+        .collect()
+}
+
+fn fields(pairs: &[(&str, F)]) -> BTreeMap<String, F> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn s(v: &str) -> F {
+    F::S(v.to_string())
+}
+
+fn timer_stats(values: &[f64]) -> Vec<(&'static str, F)> {
+    let n = values.len() as f64;
+    let sum: f64 = values.iter().sum();
+    let sq: f64 = values.iter().map(|x| x * x).sum();
+    let mean = sum / n;
+    let std = (values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
+    let max = values.iter().cloned().fold(f64::MIN, f64::max);
+    let min = values.iter().cloned().fold(f64::MAX, f64::min);
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    // With n ≤ 3, the 90th percentile keeps every sample.
+    vec![
+        ("count_90", F::N(n)),
+        ("mean_90", F::N(mean)),
+        ("upper_90", F::N(max)),
+        ("sum_90", F::N(sum)),
+        ("sum_squares_90", F::N(sq)),
+        ("std", F::N(std)),
+        ("upper", F::N(max)),
+        ("lower", F::N(min)),
+        ("count", F::N(n)),
+        ("count_ps", F::N(n / SECS)),
+        ("sum", F::N(sum)),
+        ("sum_squares", F::N(sq)),
+        ("mean", F::N(mean)),
+        ("median", F::N(median)),
+    ]
+}
+
+/// The TOML of a Kafka sink named `name`, with `extra` keys.
+fn sink(name: &str, bootstrap: &str, extra: &str) -> String {
+    format!(
+        "[sinks.{name}]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
+    )
+}
+
+fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
+    ConfigFile::new(name, &sink("kafka", bootstrap, extra))
+}
+
+/// The daemon with `config`, line protocol only, no internal statistics, and only the
+/// final flush.
+fn start_single_flush(config: &ConfigFile) -> Daemon {
+    Daemon::start_single_flush(config, &["--no-pystatsd"])
 }

@@ -14,103 +14,6 @@ use serde_json::Value;
 use crate::common::kafka::{consume_expected, parse_json_message};
 use crate::common::{ConfigFile, Daemon, sender};
 
-fn tansu_binary() -> PathBuf {
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let installed = home.join("bin/tansu");
-    if installed.exists() {
-        return installed;
-    }
-    PathBuf::from("tansu")
-}
-
-/// A tansu broker on an ephemeral loopback port, killed (SIGKILL: its SIGTERM holds the
-/// port for seconds) when dropped.
-struct Tansu {
-    child: Child,
-    url: String,
-}
-
-impl Tansu {
-    fn start() -> Tansu {
-        // Reserve a free port, release it, and have tansu take it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tansu is not installed: run tools/test.sh, which installs it");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut tansu = Tansu { child, url };
-        loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains("ready in") => break,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tansu.child.kill();
-                    panic!("tansu did not become ready: {e}");
-                }
-            }
-        }
-        tansu
-    }
-
-    fn bootstrap(&self) -> String {
-        self.url.trim_start_matches("tcp://").to_string()
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let partitions = partitions.to_string();
-        let status = Command::new(tansu_binary())
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &self.url,
-                "--partitions",
-                &partitions,
-                name,
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "tansu topic create {name}");
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn every_format_round_trips_through_tansu_with_zstd() {
     let tansu = Tansu::start();
@@ -282,4 +185,101 @@ fn partials_aggregate_and_commit_through_tansu() {
         std::thread::sleep(Duration::from_millis(200));
     }
     aggregator.stop().assert_clean_stop();
+}
+
+fn tansu_binary() -> PathBuf {
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let installed = home.join("bin/tansu");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A tansu broker on an ephemeral loopback port, killed (SIGKILL: its SIGTERM holds the
+/// port for seconds) when dropped.
+struct Tansu {
+    child: Child,
+    url: String,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        // Reserve a free port, release it, and have tansu take it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tansu is not installed: run tools/test.sh, which installs it");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut tansu = Tansu { child, url };
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains("ready in") => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tansu.child.kill();
+                    panic!("tansu did not become ready: {e}");
+                }
+            }
+        }
+        tansu
+    }
+
+    fn bootstrap(&self) -> String {
+        self.url.trim_start_matches("tcp://").to_string()
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let partitions = partitions.to_string();
+        let status = Command::new(tansu_binary())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &self.url,
+                "--partitions",
+                &partitions,
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create {name}");
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
