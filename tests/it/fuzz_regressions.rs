@@ -3,6 +3,32 @@
 
 use std::path::Path;
 
+#[test]
+fn every_seed_and_past_crash_runs_clean() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    for (target, harness) in TARGETS {
+        let seeds = replay(&fuzz.join("corpus_seeds").join(target), harness);
+        assert!(seeds > 0, "no seeds for {target}");
+        replay(&fuzz.join("regressions").join(target), harness);
+    }
+}
+
+/// Inputs the harnesses must survive, written down when the guard and the sketches were
+/// added (fuzzing found nothing there, these pin the paths down): more series than the
+/// guard admits, a timer and a set well past their exact bounds, negative and zero samples.
+#[test]
+fn guard_and_sketch_paths() {
+    let mut many_series = String::new();
+    for i in 0..200 {
+        many_series.push_str(&format!(
+            "s{i}:1|c|#k:{i}\nt:{i}|ms\nh:-{i}|h\nu:{i}|s\ng{i}:+1|g\n"
+        ));
+    }
+    for (_, harness) in TARGETS {
+        harness(many_series.as_bytes());
+    }
+}
+
 type Harness = fn(&[u8]);
 
 const TARGETS: [(&str, Harness); 6] = [
@@ -31,30 +57,4 @@ fn replay(dir: &Path, harness: Harness) -> usize {
         count += 1;
     }
     count
-}
-
-#[test]
-fn every_seed_and_past_crash_runs_clean() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    for (target, harness) in TARGETS {
-        let seeds = replay(&fuzz.join("corpus_seeds").join(target), harness);
-        assert!(seeds > 0, "no seeds for {target}");
-        replay(&fuzz.join("regressions").join(target), harness);
-    }
-}
-
-/// Inputs the harnesses must survive, written down when the guard and the sketches were
-/// added (fuzzing found nothing there, these pin the paths down): more series than the
-/// guard admits, a timer and a set well past their exact bounds, negative and zero samples.
-#[test]
-fn guard_and_sketch_paths() {
-    let mut many_series = String::new();
-    for i in 0..200 {
-        many_series.push_str(&format!(
-            "s{i}:1|c|#k:{i}\nt:{i}|ms\nh:-{i}|h\nu:{i}|s\ng{i}:+1|g\n"
-        ));
-    }
-    for (_, harness) in TARGETS {
-        harness(many_series.as_bytes());
-    }
 }

@@ -4,25 +4,20 @@
 //! session timeout, which tansu does not). The aggregators write `json-nested` to a topic the
 //! test reads back.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
-use common::kafka::{consume_all, java_partition};
-use common::{ConfigFile, Daemon, Id, metric_value, record_id, sender, wait_metric};
+use crate::common::kafka::{MockCluster, consume_all, java_partition, mock_cluster};
+use crate::common::{ConfigFile, Daemon, Id, metric_value, record_id, sender, wait_metric};
 use rstatsd::aggregate::Value as Agg;
 use rstatsd::aggregate::partial::{IntervalEnd, Origin, encode_end, encode_partial};
 use rstatsd::metric::{MetricType, SeriesKey};
-
-type Cluster = MockCluster<'static, DefaultProducerContext>;
 
 const PARTITIONS: i32 = 4;
 const INTERVAL_MS: u64 = 1000;
@@ -30,222 +25,8 @@ const INTERVAL_MS: u64 = 1000;
 /// Each test runs five daemons; on two cores they run one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn cluster() -> Cluster {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    for t in ["partials", "out"] {
-        cluster.create_topic(t, PARTITIONS, 1).expect("topic");
-    }
-    cluster
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// Sleeps until `offset_ms` past the next interval boundary.
-fn align(offset_ms: u64) {
-    let now = now_ms();
-    let target = (now / INTERVAL_MS + 1) * INTERVAL_MS + offset_ms;
-    std::thread::sleep(Duration::from_millis(target - now));
-}
-
-struct Local {
-    daemon: Daemon,
-    _config: ConfigFile,
-}
-
-fn local(bootstrap: &str, source: &str) -> Local {
-    let config = ConfigFile::new(
-        &format!("aggregate-local-{source}"),
-        &format!(
-            r#"
-            [flush]
-            interval_ms = {INTERVAL_MS}
-            [limits]
-            max_timer_samples = 100
-            set_exact_members = 64
-            [stats]
-            enabled = false
-            [sinks.kafka]
-            type = "kafka"
-            brokers = ["{bootstrap}"]
-            topic = "partials"
-            format = "partial"
-            source_id = "{source}"
-            linger_ms = 5
-            [sinks.console]
-            type = "console"
-            "#
-        ),
-    );
-    let daemon = Daemon::start(&["--config", config.path(), "--no-pystatsd"]);
-    Local {
-        daemon,
-        _config: config,
-    }
-}
-
-struct Aggregator {
-    daemon: Daemon,
-    _config: ConfigFile,
-}
-
-fn aggregator(bootstrap: &str, name: &str, extra: &str) -> Aggregator {
-    let config = ConfigFile::new(
-        &format!("aggregate-{name}"),
-        &format!(
-            r#"
-            [flush]
-            interval_ms = {INTERVAL_MS}
-            [aggregation]
-            percentiles = [99]
-            [stats]
-            enabled = false
-            [fleet]
-            from = ["{bootstrap}"]
-            topic = "partials"
-            group = "aggregators"
-            {extra}
-            [fleet.properties]
-            "session.timeout.ms" = "6000"
-            "heartbeat.interval.ms" = "500"
-            [sinks.out]
-            type = "kafka"
-            brokers = ["{bootstrap}"]
-            topic = "out"
-            format = "json-nested"
-            linger_ms = 5
-            "#
-        ),
-    );
-    let daemon = Daemon::start(&["--config", config.path(), "--no-statsd", "--no-pystatsd"]);
-    Aggregator {
-        daemon,
-        _config: config,
-    }
-}
-
+/// How many partitions of `partials` an aggregator owns (a `/metrics` gauge).
 const ASSIGNED: &str = "rstatsd_fleet_assigned_partitions";
-
-/// Waits until the aggregators own every partition between them, each some.
-fn wait_assigned(aggregators: &[&Aggregator], timeout: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let owned: Vec<f64> = aggregators
-            .iter()
-            .map(|a| metric_value(&a.daemon, ASSIGNED).unwrap_or(0.0))
-            .collect();
-        if owned.iter().sum::<f64>() == f64::from(PARTITIONS) && owned.iter().all(|n| *n > 0.0) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < timeout, "partitions never all assigned");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// (series, interval end) → values of everything the aggregators wrote; a series emitted
-/// twice for one interval (at-least-once after a failover) must carry the same values.
-type Global = BTreeMap<(Id, u64), BTreeMap<String, f64>>;
-
-fn read_global(bootstrap: &str) -> Global {
-    let mut out = Global::new();
-    for m in consume_all(bootstrap, &["out"]) {
-        let r: Value = serde_json::from_str(&m.payload).unwrap();
-        let ts = r["timestamp"].as_u64().unwrap();
-        let values: BTreeMap<String, f64> = r["values"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-            .collect();
-        let key = (record_id(&r), ts);
-        if let Some(before) = out.insert(key.clone(), values.clone()) {
-            assert_eq!(
-                before, values,
-                "{key:?} emitted twice with different values"
-            );
-        }
-    }
-    out
-}
-
-/// Waits until the aggregators have written `name`'s counter total `expected` (over every
-/// interval), and returns what they wrote.
-fn wait_total(bootstrap: &str, name: &str, expected: f64, timeout: Duration) -> Global {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let global = read_global(bootstrap);
-        let total = counter_total(&global, name);
-        if total == expected || Instant::now() >= deadline {
-            assert_eq!(total, expected, "global total of {name}");
-            return global;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn counter_total(global: &Global, name: &str) -> f64 {
-    global
-        .iter()
-        .filter(|((id, _), _)| id.0 == name && id.1 == "counter")
-        .map(|(_, v)| v["count"])
-        .sum()
-}
-
-/// A local's console records: (series, interval end in seconds) → values. The tests stop
-/// a local only after a boundary has flushed its traffic, so its final flush (mid-interval,
-/// stamped with that interval's start second) carries none of it.
-fn local_records(records: &[Value]) -> Global {
-    records
-        .iter()
-        .map(|r| {
-            let ts = r["timestamp"].as_u64().unwrap();
-            let values = r["values"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-                .collect();
-            ((record_id(r), ts), values)
-        })
-        .collect()
-}
-
-fn counter(id: &str) -> Id {
-    (id.to_string(), "counter".to_string(), Vec::new())
-}
-
-/// Sends `count` increments of `name` (and 10 × `count` of `name.bytes`) over ~`ms`
-/// milliseconds.
-fn traffic(socket: &UdpSocket, to: &Daemon, name: &str, count: u32, ms: u64) {
-    let datagram = format!("{name}:1|c\n{name}.bytes:10|c");
-    for i in 0..count {
-        to.send_statsd(socket, datagram.as_bytes());
-        if i % 10 == 9 {
-            std::thread::sleep(Duration::from_millis(ms * 10 / u64::from(count)));
-        }
-    }
-}
-
-/// `count` local daemons (sources `host-0`, `host-1`, …) and a socket to send to them.
-fn locals(bootstrap: &str, count: usize) -> (Vec<Local>, UdpSocket) {
-    let locals: Vec<Local> = (0..count)
-        .map(|i| local(bootstrap, &format!("host-{i}")))
-        .collect();
-    let socket = sender(locals[0].daemon.statsd.unwrap());
-    (locals, socket)
-}
-
-/// [`traffic`] of `count` increments of `req` to every local; returns how many in all.
-fn req_to_every(socket: &UdpSocket, locals: &[Local], count: u32, ms: u64) -> f64 {
-    for l in locals {
-        traffic(socket, &l.daemon, "req", count, ms);
-    }
-    f64::from(count) * locals.len() as f64
-}
 
 #[test]
 fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estimates() {
@@ -616,4 +397,217 @@ fn committed_metadata(bootstrap: &str) -> Vec<String> {
         .iter()
         .map(|e| e.metadata().to_string())
         .collect()
+}
+
+/// One broker; `partials` (what the locals write, the aggregators read) and `out` (what the
+/// aggregators write).
+fn cluster() -> MockCluster {
+    mock_cluster(1, PARTITIONS, &["partials", "out"])
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Sleeps until `offset_ms` past the next interval boundary.
+fn align(offset_ms: u64) {
+    let now = now_ms();
+    let target = (now / INTERVAL_MS + 1) * INTERVAL_MS + offset_ms;
+    std::thread::sleep(Duration::from_millis(target - now));
+}
+
+struct Local {
+    daemon: Daemon,
+    _config: ConfigFile,
+}
+
+fn local(bootstrap: &str, source: &str) -> Local {
+    let config = ConfigFile::new(
+        &format!("fleet-local-{source}"),
+        &format!(
+            r#"
+            [flush]
+            interval_ms = {INTERVAL_MS}
+            [limits]
+            max_timer_samples = 100
+            set_exact_members = 64
+            [stats]
+            enabled = false
+            [sinks.kafka]
+            type = "kafka"
+            brokers = ["{bootstrap}"]
+            topic = "partials"
+            format = "partial"
+            source_id = "{source}"
+            linger_ms = 5
+            [sinks.console]
+            type = "console"
+            "#
+        ),
+    );
+    let daemon = Daemon::start(&["--config", config.path(), "--no-pystatsd"]);
+    Local {
+        daemon,
+        _config: config,
+    }
+}
+
+struct Aggregator {
+    daemon: Daemon,
+    _config: ConfigFile,
+}
+
+fn aggregator(bootstrap: &str, name: &str, extra: &str) -> Aggregator {
+    let config = ConfigFile::new(
+        &format!("fleet-{name}"),
+        &format!(
+            r#"
+            [flush]
+            interval_ms = {INTERVAL_MS}
+            [aggregation]
+            percentiles = [99]
+            [stats]
+            enabled = false
+            [fleet]
+            from = ["{bootstrap}"]
+            topic = "partials"
+            group = "aggregators"
+            {extra}
+            [fleet.properties]
+            "session.timeout.ms" = "6000"
+            "heartbeat.interval.ms" = "500"
+            [sinks.out]
+            type = "kafka"
+            brokers = ["{bootstrap}"]
+            topic = "out"
+            format = "json-nested"
+            linger_ms = 5
+            "#
+        ),
+    );
+    let daemon = Daemon::start(&["--config", config.path(), "--no-statsd", "--no-pystatsd"]);
+    Aggregator {
+        daemon,
+        _config: config,
+    }
+}
+
+/// Waits until the aggregators own every partition between them, each some.
+fn wait_assigned(aggregators: &[&Aggregator], timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let owned: Vec<f64> = aggregators
+            .iter()
+            .map(|a| metric_value(&a.daemon, ASSIGNED).unwrap_or(0.0))
+            .collect();
+        if owned.iter().sum::<f64>() == f64::from(PARTITIONS) && owned.iter().all(|n| *n > 0.0) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "partitions never all assigned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (series, interval end) → values of everything the aggregators wrote; a series emitted
+/// twice for one interval (at-least-once after a failover) must carry the same values.
+type Global = BTreeMap<(Id, u64), BTreeMap<String, f64>>;
+
+fn read_global(bootstrap: &str) -> Global {
+    let mut out = Global::new();
+    for m in consume_all(bootstrap, &["out"]) {
+        let r: Value = serde_json::from_str(&m.payload).unwrap();
+        let ts = r["timestamp"].as_u64().unwrap();
+        let values: BTreeMap<String, f64> = r["values"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
+        let key = (record_id(&r), ts);
+        if let Some(before) = out.insert(key.clone(), values.clone()) {
+            assert_eq!(
+                before, values,
+                "{key:?} emitted twice with different values"
+            );
+        }
+    }
+    out
+}
+
+/// Waits until the aggregators have written `name`'s counter total `expected` (over every
+/// interval), and returns what they wrote.
+fn wait_total(bootstrap: &str, name: &str, expected: f64, timeout: Duration) -> Global {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let global = read_global(bootstrap);
+        let total = counter_total(&global, name);
+        if total == expected || Instant::now() >= deadline {
+            assert_eq!(total, expected, "global total of {name}");
+            return global;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn counter_total(global: &Global, name: &str) -> f64 {
+    global
+        .iter()
+        .filter(|((id, _), _)| id.0 == name && id.1 == "counter")
+        .map(|(_, v)| v["count"])
+        .sum()
+}
+
+/// A local's console records: (series, interval end in seconds) → values. The tests stop
+/// a local only after a boundary has flushed its traffic, so its final flush (mid-interval,
+/// stamped with that interval's start second) carries none of it.
+fn local_records(records: &[Value]) -> Global {
+    records
+        .iter()
+        .map(|r| {
+            let ts = r["timestamp"].as_u64().unwrap();
+            let values = r["values"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .collect();
+            ((record_id(r), ts), values)
+        })
+        .collect()
+}
+
+fn counter(id: &str) -> Id {
+    (id.to_string(), "counter".to_string(), Vec::new())
+}
+
+/// Sends `count` increments of `name` (and 10 × `count` of `name.bytes`) over ~`ms`
+/// milliseconds.
+fn traffic(socket: &UdpSocket, to: &Daemon, name: &str, count: u32, ms: u64) {
+    let datagram = format!("{name}:1|c\n{name}.bytes:10|c");
+    for i in 0..count {
+        to.send_statsd(socket, datagram.as_bytes());
+        if i % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(ms * 10 / u64::from(count)));
+        }
+    }
+}
+
+/// `count` local daemons (sources `host-0`, `host-1`, …) and a socket to send to them.
+fn locals(bootstrap: &str, count: usize) -> (Vec<Local>, UdpSocket) {
+    let locals: Vec<Local> = (0..count)
+        .map(|i| local(bootstrap, &format!("host-{i}")))
+        .collect();
+    let socket = sender(locals[0].daemon.statsd.unwrap());
+    (locals, socket)
+}
+
+/// [`traffic`] of `count` increments of `req` to every local; returns how many in all.
+fn req_to_every(socket: &UdpSocket, locals: &[Local], count: u32, ms: u64) -> f64 {
+    for l in locals {
+        traffic(socket, &l.daemon, "req", count, ms);
+    }
+    f64::from(count) * locals.len() as f64
 }

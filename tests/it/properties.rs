@@ -11,93 +11,6 @@ use rstatsd::metric::{Metric, MetricType, Sample, SeriesKey, SeriesRef, TagRef};
 use rstatsd::parse::line::LineParser;
 use rstatsd::parse::{Handler, Reject, Skip};
 
-/// One generated update: series index, kind, value, sample rate.
-#[derive(Debug, Clone)]
-struct Op {
-    key: usize,
-    kind: u8,
-    value: i32,
-    rate: f64,
-    member: u8,
-}
-
-const KINDS: [MetricType; 5] = [
-    MetricType::Counter,
-    MetricType::Gauge,
-    MetricType::Timer,
-    MetricType::Set,
-    MetricType::Histogram,
-];
-
-fn op() -> impl Strategy<Value = Op> {
-    (
-        0usize..6,
-        0u8..5,
-        -1000i32..1000,
-        prop::sample::select(vec![1.0, 0.5, 0.25]),
-        0u8..20,
-    )
-        .prop_map(|(key, kind, value, rate, member)| Op {
-            key,
-            kind,
-            value,
-            rate,
-            member,
-        })
-}
-
-fn apply(table: &mut Table, op: &Op, stamp: u64) {
-    let name = format!("m{}", op.key);
-    let tags: Vec<TagRef> = vec![("k", (op.key % 2).to_string().into())];
-    let mtype = KINDS[op.kind as usize];
-    let member = format!("u{}", op.member);
-    let sample = match mtype {
-        // Gauges alternate absolute sets and deltas.
-        MetricType::Gauge if op.value % 2 == 0 => Sample::Delta(f64::from(op.value)),
-        MetricType::Gauge => Sample::Value(f64::from(op.value.abs())),
-        MetricType::Set => Sample::Member(member.as_str().into()),
-        MetricType::Timer => Sample::Value(f64::from(op.value.abs())),
-        _ => Sample::Value(f64::from(op.value)),
-    };
-    table.apply(
-        &Metric {
-            series: SeriesRef {
-                name: &name,
-                mtype,
-                tags: &tags,
-            },
-            sample,
-            sample_rate: op.rate,
-        },
-        stamp,
-    );
-}
-
-/// A table as comparable data: samples and members sorted.
-fn canonical(mut table: Table) -> BTreeMap<SeriesKey, String> {
-    table
-        .drain()
-        .map(|(k, mut v)| {
-            if let Some(s) = v.samples_mut() {
-                s.values.sort_by(f64::total_cmp);
-                return (k, format!("samples {:?} count {}", s.values, s.count));
-            }
-            let text = match v {
-                Value::Set(set) => match *set {
-                    SetValue::Exact(exact) => {
-                        let mut m: Vec<_> = exact.members().collect();
-                        m.sort();
-                        format!("set {m:?}")
-                    }
-                    SetValue::Estimated(hll) => format!("{hll:?}"),
-                },
-                other => format!("{other:?}"),
-            };
-            (k, text)
-        })
-        .collect()
-}
-
 proptest! {
     /// Aggregating a stream across K thread tables and merging them equals aggregating the
     /// whole stream in one table. Every update of a gauge comes from one thread (one client
@@ -212,4 +125,91 @@ impl Handler for Capture {
         self.rejects.push(reason);
     }
     fn skip(&mut self, _kind: Skip) {}
+}
+
+/// One generated update: series index, kind, value, sample rate.
+#[derive(Debug, Clone)]
+struct Op {
+    key: usize,
+    kind: u8,
+    value: i32,
+    rate: f64,
+    member: u8,
+}
+
+const KINDS: [MetricType; 5] = [
+    MetricType::Counter,
+    MetricType::Gauge,
+    MetricType::Timer,
+    MetricType::Set,
+    MetricType::Histogram,
+];
+
+fn op() -> impl Strategy<Value = Op> {
+    (
+        0usize..6,
+        0u8..5,
+        -1000i32..1000,
+        prop::sample::select(vec![1.0, 0.5, 0.25]),
+        0u8..20,
+    )
+        .prop_map(|(key, kind, value, rate, member)| Op {
+            key,
+            kind,
+            value,
+            rate,
+            member,
+        })
+}
+
+fn apply(table: &mut Table, op: &Op, stamp: u64) {
+    let name = format!("m{}", op.key);
+    let tags: Vec<TagRef> = vec![("k", (op.key % 2).to_string().into())];
+    let mtype = KINDS[op.kind as usize];
+    let member = format!("u{}", op.member);
+    let sample = match mtype {
+        // Gauges alternate absolute sets and deltas.
+        MetricType::Gauge if op.value % 2 == 0 => Sample::Delta(f64::from(op.value)),
+        MetricType::Gauge => Sample::Value(f64::from(op.value.abs())),
+        MetricType::Set => Sample::Member(member.as_str().into()),
+        MetricType::Timer => Sample::Value(f64::from(op.value.abs())),
+        _ => Sample::Value(f64::from(op.value)),
+    };
+    table.apply(
+        &Metric {
+            series: SeriesRef {
+                name: &name,
+                mtype,
+                tags: &tags,
+            },
+            sample,
+            sample_rate: op.rate,
+        },
+        stamp,
+    );
+}
+
+/// A table as comparable data: samples and members sorted.
+fn canonical(mut table: Table) -> BTreeMap<SeriesKey, String> {
+    table
+        .drain()
+        .map(|(k, mut v)| {
+            if let Some(s) = v.samples_mut() {
+                s.values.sort_by(f64::total_cmp);
+                return (k, format!("samples {:?} count {}", s.values, s.count));
+            }
+            let text = match v {
+                Value::Set(set) => match *set {
+                    SetValue::Exact(exact) => {
+                        let mut m: Vec<_> = exact.members().collect();
+                        m.sort();
+                        format!("set {m:?}")
+                    }
+                    SetValue::Estimated(hll) => format!("{hll:?}"),
+                },
+                other => format!("{other:?}"),
+            };
+            (k, text)
+        })
+        .collect()
 }

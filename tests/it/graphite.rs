@@ -1,8 +1,6 @@
 //! The Graphite sink against a real TCP listener standing in for carbon: Etsy's paths and
 //! numbers exactly, and delivery across a carbon restart.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,147 +9,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{ConfigFile, Daemon, TempDir, sender, wait_metric};
+use crate::common::{ConfigFile, Daemon, TempDir, sender, wait_metric};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// What [`Carbon`] reports when a connection ends.
 const EOF: &str = "<eof>";
-
-/// A plaintext carbon receiver: accepts connections and forwards every line it reads.
-struct Carbon {
-    addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Carbon {
-    fn start(port: u16) -> Carbon {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, conns2) = (Arc::clone(&stop), Arc::clone(&conns));
-        let acceptor = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let stream = stream.unwrap();
-                conns2.lock().unwrap().push(stream.try_clone().unwrap());
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        let _ = tx.send(line);
-                    }
-                    // The connection is finished: everything it carried has been sent.
-                    let _ = tx.send(EOF.to_string());
-                });
-            }
-        });
-        Carbon {
-            addr,
-            lines,
-            stop,
-            conns,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    /// Stops listening and closes every connection, like a carbon that died.
-    fn kill(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the listener is dropped.
-        let _ = TcpStream::connect(self.addr);
-        self.acceptor.take().unwrap().join().unwrap();
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// Lines until one starts with `last` (that one included).
-    fn lines_until(&self, last: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("no {last:?} line; got {out:?}"));
-            let done = line.starts_with(last);
-            out.push(line);
-            if done {
-                return out;
-            }
-        }
-    }
-}
-
-impl Drop for Carbon {
-    fn drop(&mut self) {
-        if self.acceptor.is_some() {
-            self.kill();
-        }
-    }
-}
-
-const INPUT: &[u8] = b"api.requests:1|c|#env:prod\n\
-    api.requests:3|c|@0.5|#env:prod\n\
-    api.latency:100|ms\n\
-    api.latency:300:200|ms\n\
-    cpu load:50|g\n\
-    users:alice|s|#role:a;b,empty:\n\
-    users:bob|s|#role:a;b,empty:\n";
-
-/// Runs the daemon with `sink` (the body of a `[sinks.graphite]` table) on [`INPUT`], one
-/// (final) flush; returns the lines with the common timestamp checked and removed.
-fn lines_for(sink: &str) -> BTreeSet<String> {
-    let carbon = Carbon::start(0);
-    let config = ConfigFile::new(
-        "graphite",
-        &format!(
-            "[sinks.graphite]\ntype = \"graphite\"\ndestinations = [\"{}\"]\n{sink}",
-            carbon.addr
-        ),
-    );
-    let d = Daemon::start_single_flush(&config, &[]);
-    d.send_statsd(&sender(d.statsd.unwrap()), INPUT);
-    let out = d.stop();
-    out.assert_clean_stop();
-    let lines = carbon.lines_until_num_stats();
-    let ts: BTreeSet<&str> = lines
-        .iter()
-        .map(|l| l.rsplit(' ').next().unwrap())
-        .collect();
-    assert_eq!(ts.len(), 1, "one flush, one timestamp: {lines:?}");
-    let ts = ts.into_iter().next().unwrap();
-    let set: BTreeSet<String> = lines
-        .iter()
-        .map(|l| l.strip_suffix(ts).unwrap().trim_end().to_string())
-        .collect();
-    assert_eq!(set.len(), lines.len(), "duplicate lines: {lines:?}");
-    set
-}
-
-impl Carbon {
-    fn lines_until_num_stats(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let line = self.lines.recv_timeout(WAIT).expect("lines up to numStats");
-            let done = line.contains("numStats");
-            out.push(line);
-            if done {
-                return out;
-            }
-        }
-    }
-}
-
-fn set(lines: &[&str]) -> BTreeSet<String> {
-    lines.iter().map(|l| l.to_string()).collect()
-}
 
 /// 7 / 86400 and 3 / 86400 as JavaScript prints them.
 const RATE: &str = "0.00008101851851851852";
@@ -362,4 +225,139 @@ fn carbon_down_beyond_the_memory_buffer_with_a_spool_loses_and_duplicates_nothin
             .collect();
         assert_eq!(rounds, [1, 2, 3, 4, 5, 6], "key {key}");
     }
+}
+
+/// A plaintext carbon receiver: accepts connections and forwards every line it reads.
+struct Carbon {
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Carbon {
+    fn start(port: u16) -> Carbon {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, conns2) = (Arc::clone(&stop), Arc::clone(&conns));
+        let acceptor = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let stream = stream.unwrap();
+                conns2.lock().unwrap().push(stream.try_clone().unwrap());
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let _ = tx.send(line);
+                    }
+                    // The connection is finished: everything it carried has been sent.
+                    let _ = tx.send(EOF.to_string());
+                });
+            }
+        });
+        Carbon {
+            addr,
+            lines,
+            stop,
+            conns,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// Stops listening and closes every connection, like a carbon that died.
+    fn kill(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept so the listener is dropped.
+        let _ = TcpStream::connect(self.addr);
+        self.acceptor.take().unwrap().join().unwrap();
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Lines until one starts with `last` (that one included).
+    fn lines_until(&self, last: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("no {last:?} line; got {out:?}"));
+            let done = line.starts_with(last);
+            out.push(line);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+impl Drop for Carbon {
+    fn drop(&mut self) {
+        if self.acceptor.is_some() {
+            self.kill();
+        }
+    }
+}
+
+const INPUT: &[u8] = b"api.requests:1|c|#env:prod\n\
+    api.requests:3|c|@0.5|#env:prod\n\
+    api.latency:100|ms\n\
+    api.latency:300:200|ms\n\
+    cpu load:50|g\n\
+    users:alice|s|#role:a;b,empty:\n\
+    users:bob|s|#role:a;b,empty:\n";
+
+/// Runs the daemon with `sink` (the body of a `[sinks.graphite]` table) on [`INPUT`], one
+/// (final) flush; returns the lines with the common timestamp checked and removed.
+fn lines_for(sink: &str) -> BTreeSet<String> {
+    let carbon = Carbon::start(0);
+    let config = ConfigFile::new(
+        "graphite",
+        &format!(
+            "[sinks.graphite]\ntype = \"graphite\"\ndestinations = [\"{}\"]\n{sink}",
+            carbon.addr
+        ),
+    );
+    let d = Daemon::start_single_flush(&config, &[]);
+    d.send_statsd(&sender(d.statsd.unwrap()), INPUT);
+    let out = d.stop();
+    out.assert_clean_stop();
+    let lines = carbon.lines_until_num_stats();
+    let ts: BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(ts.len(), 1, "one flush, one timestamp: {lines:?}");
+    let ts = ts.into_iter().next().unwrap();
+    let set: BTreeSet<String> = lines
+        .iter()
+        .map(|l| l.strip_suffix(ts).unwrap().trim_end().to_string())
+        .collect();
+    assert_eq!(set.len(), lines.len(), "duplicate lines: {lines:?}");
+    set
+}
+
+impl Carbon {
+    fn lines_until_num_stats(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.lines.recv_timeout(WAIT).expect("lines up to numStats");
+            let done = line.contains("numStats");
+            out.push(line);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+fn set(lines: &[&str]) -> BTreeSet<String> {
+    lines.iter().map(|l| l.to_string()).collect()
 }

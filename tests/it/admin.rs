@@ -1,70 +1,12 @@
 //! The admin plane against the real binary: every management command and HTTP endpoint.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Daemon, http, sender};
+use crate::common::{Daemon, http, sender};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A management connection.
-struct Admin {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Admin {
-    fn connect(addr: SocketAddr) -> Admin {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        Admin {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        line
-    }
-
-    /// Sends `command` and reads one answer line.
-    fn one(&mut self, command: &str) -> String {
-        writeln!(self.writer, "{command}").unwrap();
-        self.line()
-    }
-
-    /// Sends `command` and reads up to and including the `END` line and the blank line.
-    fn block(&mut self, command: &str) -> String {
-        writeln!(self.writer, "{command}").unwrap();
-        let mut out = String::new();
-        loop {
-            let line = self.line();
-            assert!(!line.is_empty(), "connection closed after {out:?}");
-            if line == "END\n" {
-                assert_eq!(self.line(), "\n");
-                return out;
-            }
-            out.push_str(&line);
-        }
-    }
-}
-
-/// One HTTP/1.1 request; returns (status, body).
-/// A daemon that has flushed a known interval (1 s flushes; the console record shows it).
-fn daemon_with_one_flush() -> Daemon {
-    let d = Daemon::start(&["--flush-interval-ms", "1000", "--no-stats"]);
-    d.send_statsd(
-        &sender(d.statsd.unwrap()),
-        b"api.requests:5|c|#env:prod\nlat:20|ms\nlat:10|ms\ng:3|g\nu:b|s\nu:a|s\nbroken\n",
-    );
-    d.wait_record(WAIT, |r| r["name"] == "api.requests");
-    d
-}
 
 #[test]
 fn management_commands() {
@@ -163,4 +105,59 @@ fn health_and_metrics_over_http() {
     assert_eq!(http(web, "GET", "/nope").0, 404);
     assert_eq!(http(web, "POST", "/metrics").0, 405);
     d.stop().assert_clean_stop();
+}
+
+/// A management connection.
+struct Admin {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Admin {
+    fn connect(addr: SocketAddr) -> Admin {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Admin {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line
+    }
+
+    /// Sends `command` and reads one answer line.
+    fn one(&mut self, command: &str) -> String {
+        writeln!(self.writer, "{command}").unwrap();
+        self.line()
+    }
+
+    /// Sends `command` and reads up to and including the `END` line and the blank line.
+    fn block(&mut self, command: &str) -> String {
+        writeln!(self.writer, "{command}").unwrap();
+        let mut out = String::new();
+        loop {
+            let line = self.line();
+            assert!(!line.is_empty(), "connection closed after {out:?}");
+            if line == "END\n" {
+                assert_eq!(self.line(), "\n");
+                return out;
+            }
+            out.push_str(&line);
+        }
+    }
+}
+
+/// A daemon that has flushed a known interval (1 s flushes; the console record shows it).
+fn daemon_with_one_flush() -> Daemon {
+    let d = Daemon::start(&["--flush-interval-ms", "1000", "--no-stats"]);
+    d.send_statsd(
+        &sender(d.statsd.unwrap()),
+        b"api.requests:5|c|#env:prod\nlat:20|ms\nlat:10|ms\ng:3|g\nu:b|s\nu:a|s\nbroken\n",
+    );
+    d.wait_record(WAIT, |r| r["name"] == "api.requests");
+    d
 }

@@ -1,120 +1,21 @@
 //! Kafka sink end to end: the real binary produces to librdkafka's mock cluster (real Kafka
 //! protocol over TCP on loopback); the test reads everything back.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use serde_json::Value;
 
-use common::kafka::{Consumed, consume_all, java_partition, murmur2, parse_json_message};
-use common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
-
-type Cluster = MockCluster<'static, DefaultProducerContext>;
+use crate::common::kafka::{
+    Consumed, consume_all, java_partition, mock_cluster, murmur2, parse_json_message,
+};
+use crate::common::{ConfigFile, Daemon, LONG_INTERVAL, sender};
 
 const SECS: f64 = 86400.0;
 const PARTITIONS: i32 = 4;
 
-fn cluster(brokers: i32, topics: &[&str]) -> Cluster {
-    let cluster = MockCluster::new(brokers).expect("mock cluster");
-    for t in topics {
-        cluster
-            .create_topic(t, PARTITIONS, 1)
-            .expect("create topic");
-    }
-    cluster
-}
-
-/// A field value, numbers compared as f64 whatever their JSON spelling.
-#[derive(Debug, Clone, PartialEq)]
-enum F {
-    S(String),
-    N(f64),
-}
-
-fn flat(payload: &str) -> BTreeMap<String, F> {
-    let v: Value = serde_json::from_str(payload).unwrap();
-    v.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let f = match v {
-                Value::String(s) => F::S(s.clone()),
-                Value::Number(n) => F::N(n.as_f64().unwrap()),
-                other => panic!("unexpected {k}: {other}"),
-            };
-            (k.clone(), f)
-        })
-        .collect()
-}
-
-fn fields(pairs: &[(&str, F)]) -> BTreeMap<String, F> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn s(v: &str) -> F {
-    F::S(v.to_string())
-}
-
-fn timer_stats(values: &[f64]) -> Vec<(&'static str, F)> {
-    let n = values.len() as f64;
-    let sum: f64 = values.iter().sum();
-    let sq: f64 = values.iter().map(|x| x * x).sum();
-    let mean = sum / n;
-    let std = (values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
-    let max = values.iter().cloned().fold(f64::MIN, f64::max);
-    let min = values.iter().cloned().fold(f64::MAX, f64::min);
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-    };
-    // With n ≤ 3, the 90th percentile keeps every sample.
-    vec![
-        ("count_90", F::N(n)),
-        ("mean_90", F::N(mean)),
-        ("upper_90", F::N(max)),
-        ("sum_90", F::N(sum)),
-        ("sum_squares_90", F::N(sq)),
-        ("std", F::N(std)),
-        ("upper", F::N(max)),
-        ("lower", F::N(min)),
-        ("count", F::N(n)),
-        ("count_ps", F::N(n / SECS)),
-        ("sum", F::N(sum)),
-        ("sum_squares", F::N(sq)),
-        ("mean", F::N(mean)),
-        ("median", F::N(median)),
-    ]
-}
-
-/// The TOML of a Kafka sink named `name`, with `extra` keys.
-fn sink(name: &str, bootstrap: &str, extra: &str) -> String {
-    format!(
-        "[sinks.{name}]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
-    )
-}
-
-fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
-    ConfigFile::new(name, &sink("kafka", bootstrap, extra))
-}
-
-/// The daemon with `config`, line protocol only, no internal statistics, and only the
-/// final flush.
-fn start_single_flush(config: &ConfigFile) -> Daemon {
-    Daemon::start_single_flush(config, &["--no-pystatsd"])
-}
-
 #[test]
 fn json_messages_for_every_metric_type() {
-    let cluster = cluster(3, &["metrics"]);
+    let cluster = mock_cluster(3, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     let config = kafka_config(
         "json",
@@ -269,7 +170,7 @@ fn json_messages_for_every_metric_type() {
 
 #[test]
 fn influx_and_nested_formats_with_compression() {
-    let cluster = cluster(1, &["influx", "nested"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["influx", "nested"]);
     let bootstrap = cluster.bootstrap_servers();
     let config = ConfigFile::new(
         "formats",
@@ -329,7 +230,7 @@ fn influx_and_nested_formats_with_compression() {
 #[test]
 fn topic_templates_route_by_tag_and_type() {
     let topics = ["m.prod", "m.other", "t.counter", "t.gauge"];
-    let cluster = cluster(1, &topics);
+    let cluster = mock_cluster(1, PARTITIONS, &topics);
     let bootstrap = cluster.bootstrap_servers();
     let config = ConfigFile::new(
         "topics",
@@ -392,7 +293,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
 
-    let cluster = cluster(3, &["metrics"]);
+    let cluster = mock_cluster(3, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     // Short message timeout: messages time out during the outage and take the sink's
     // retry path, not only librdkafka's queue.
@@ -460,7 +361,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
 fn retriable_errors_are_retried_and_permanent_ones_counted() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-    let cluster = cluster(1, &["metrics"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -485,7 +386,7 @@ fn retriable_errors_are_retried_and_permanent_ones_counted() {
 
     // A permanent error: the messages of the failing request are counted as failed, and
     // the count reaches Kafka with the next flush.
-    let cluster = self::cluster(1, &["metrics"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -524,7 +425,7 @@ fn retriable_errors_are_retried_and_permanent_ones_counted() {
 
 #[test]
 fn shutdown_with_brokers_down_reports_undelivered() {
-    let cluster = cluster(1, &["metrics"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["metrics"]);
     let bootstrap = cluster.bootstrap_servers();
     cluster.broker_down(1).unwrap();
     let config = kafka_config("down", &bootstrap, "shutdown_timeout_ms = 1500");
@@ -564,7 +465,7 @@ fn partial_format_numbers_partials_per_partition_and_marks_every_partition() {
     use rstatsd::aggregate::Value as Agg;
     use rstatsd::aggregate::partial::{Envelope, decode};
 
-    let cluster = cluster(1, &["partials"]);
+    let cluster = mock_cluster(1, PARTITIONS, &["partials"]);
     let bootstrap = cluster.bootstrap_servers();
     let config = kafka_config(
         "kafka-partial",
@@ -632,4 +533,89 @@ fn partial_format_numbers_partials_per_partition_and_marks_every_partition() {
         panic!()
     };
     assert_eq!((g.value, g.absolute), (4.0, true));
+}
+
+/// A field value, numbers compared as f64 whatever their JSON spelling.
+#[derive(Debug, Clone, PartialEq)]
+enum F {
+    S(String),
+    N(f64),
+}
+
+fn flat(payload: &str) -> BTreeMap<String, F> {
+    let v: Value = serde_json::from_str(payload).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let f = match v {
+                Value::String(s) => F::S(s.clone()),
+                Value::Number(n) => F::N(n.as_f64().unwrap()),
+                other => panic!("unexpected {k}: {other}"),
+            };
+            (k.clone(), f)
+        })
+        .collect()
+}
+
+fn fields(pairs: &[(&str, F)]) -> BTreeMap<String, F> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn s(v: &str) -> F {
+    F::S(v.to_string())
+}
+
+fn timer_stats(values: &[f64]) -> Vec<(&'static str, F)> {
+    let n = values.len() as f64;
+    let sum: f64 = values.iter().sum();
+    let sq: f64 = values.iter().map(|x| x * x).sum();
+    let mean = sum / n;
+    let std = (values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
+    let max = values.iter().cloned().fold(f64::MIN, f64::max);
+    let min = values.iter().cloned().fold(f64::MAX, f64::min);
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    // With n ≤ 3, the 90th percentile keeps every sample.
+    vec![
+        ("count_90", F::N(n)),
+        ("mean_90", F::N(mean)),
+        ("upper_90", F::N(max)),
+        ("sum_90", F::N(sum)),
+        ("sum_squares_90", F::N(sq)),
+        ("std", F::N(std)),
+        ("upper", F::N(max)),
+        ("lower", F::N(min)),
+        ("count", F::N(n)),
+        ("count_ps", F::N(n / SECS)),
+        ("sum", F::N(sum)),
+        ("sum_squares", F::N(sq)),
+        ("mean", F::N(mean)),
+        ("median", F::N(median)),
+    ]
+}
+
+/// The TOML of a Kafka sink named `name`, with `extra` keys.
+fn sink(name: &str, bootstrap: &str, extra: &str) -> String {
+    format!(
+        "[sinks.{name}]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n{extra}\n"
+    )
+}
+
+fn kafka_config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
+    ConfigFile::new(name, &sink("kafka", bootstrap, extra))
+}
+
+/// The daemon with `config`, line protocol only, no internal statistics, and only the
+/// final flush.
+fn start_single_flush(config: &ConfigFile) -> Daemon {
+    Daemon::start_single_flush(config, &["--no-pystatsd"])
 }

@@ -1,5 +1,5 @@
-//! Kafka helpers for tests: read back everything a topic holds, and the Java client's
-//! partitioner to check partition affinity.
+//! Kafka helpers for tests: librdkafka's mock cluster, reading back everything a topic
+//! holds, and the Java client's partitioner to check partition affinity.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -8,12 +8,28 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
+
+/// librdkafka's mock cluster: real brokers speaking the Kafka protocol on loopback TCP, in
+/// this process, that a test can take down and up.
+pub type MockCluster = rdkafka::mocking::MockCluster<'static, DefaultProducerContext>;
+
+/// A mock cluster of `brokers` brokers holding `topics`, each with `partitions` partitions
+/// (replication factor 1).
+pub fn mock_cluster(brokers: i32, partitions: i32, topics: &[&str]) -> MockCluster {
+    let cluster = MockCluster::new(brokers).expect("mock cluster");
+    for t in topics {
+        cluster
+            .create_topic(t, partitions, 1)
+            .expect("create topic");
+    }
+    cluster
+}
 
 impl From<&BorrowedMessage<'_>> for Consumed {
     fn from(msg: &BorrowedMessage<'_>) -> Consumed {
         Consumed {
-            topic: msg.topic().to_string(),
             partition: msg.partition(),
             key: msg.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
             payload: String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned(),
@@ -36,7 +52,7 @@ pub fn parse_json_message(payload: &str) -> serde_json::Value {
     static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
     let schema = SCHEMA.get_or_init(|| {
         let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../src/sink/kafka/json.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../../src/sink/kafka/json.schema.json")).unwrap();
         jsonschema::validator_for(&schema).expect("valid schema")
     });
     let doc: serde_json::Value = serde_json::from_str(payload).unwrap();
@@ -48,7 +64,6 @@ pub fn parse_json_message(payload: &str) -> serde_json::Value {
 /// One consumed message.
 #[derive(Debug, Clone)]
 pub struct Consumed {
-    pub topic: String,
     pub partition: i32,
     pub key: Option<String>,
     /// The payload as text (binary formats: lossy; use `raw`).
@@ -147,5 +162,4 @@ pub fn consume_expected(
     }
 }
 
-#[allow(unused_imports)]
 pub use rstatsd::sink::kafka::partition::{java_partition, murmur2};

@@ -1,29 +1,10 @@
 //! The binary's command line: configuration errors (exit 2, naming file and key),
 //! `--check-config`, `--help`, and start-up failures (exit 1).
 
-mod common;
-
 use std::net::UdpSocket;
 use std::process::{Command, Output};
 
-use common::{ConfigFile, Daemon, LONG_INTERVAL};
-
-fn rstatsd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rstatsd"))
-        .args(args)
-        .output()
-        .expect("run rstatsd")
-}
-
-/// Runs `--check-config` on `text`; asserts exit code 2 and returns stderr.
-fn config_error(name: &str, text: &str) -> String {
-    let file = ConfigFile::new(name, text);
-    let out = rstatsd(&["--check-config", "--config", file.path()]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains(file.path()), "file not named: {stderr}");
-    stderr
-}
+use crate::common::{ConfigFile, Daemon, LONG_INTERVAL};
 
 #[test]
 fn unknown_key() {
@@ -263,7 +244,7 @@ fn a_sink_that_gives_up_at_shutdown_says_so_once() {
     );
     let d = Daemon::start_single_flush(&file, &[]);
     // `stats.c`, `stats_counts.c` and `statsd.numStats`: three lines.
-    d.send_statsd(&common::sender(d.statsd.unwrap()), b"c:1|c");
+    d.send_statsd(&crate::common::sender(d.statsd.unwrap()), b"c:1|c");
     let out = d.stop();
     assert!(out.status.success(), "{:?}", out.stderr);
     let sink = format!("g/127.0.0.1:{port}");
@@ -354,4 +335,21 @@ fn invalid_aggregate_settings_name_the_key() {
         e.contains("key `sinks.k.topic`: format \"partial\" needs one fixed topic"),
         "{e}"
     );
+}
+
+fn rstatsd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rstatsd"))
+        .args(args)
+        .output()
+        .expect("run rstatsd")
+}
+
+/// Runs `--check-config` on `text`; asserts exit code 2 and returns stderr.
+fn config_error(name: &str, text: &str) -> String {
+    let file = ConfigFile::new(name, text);
+    let out = rstatsd(&["--check-config", "--config", file.path()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(file.path()), "file not named: {stderr}");
+    stderr
 }

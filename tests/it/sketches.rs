@@ -10,83 +10,6 @@ use rstatsd::aggregate::timer::{Percentile, for_each_stat, for_each_stat_sketche
 use rstatsd::aggregate::{Bounds, SetValue, Value};
 use rstatsd::metric::{MetricType, Sample};
 
-/// SplitMix64: a seeded, portable stream of uniform numbers in (0, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 + f64::EPSILON
-    }
-
-    fn normal(&mut self) -> f64 {
-        (-2.0 * self.next().ln()).sqrt() * (2.0 * std::f64::consts::PI * self.next()).cos()
-    }
-}
-
-fn distribution(name: &str, n: usize, seed: u64) -> Vec<f64> {
-    let mut r = Rng(seed);
-    (0..n)
-        .map(|_| match name {
-            "uniform" => r.next() * 1000.0,
-            "lognormal" => (r.normal() + 3.0).exp(),
-            "pareto" => 10.0 / r.next().powf(1.0 / 1.5),
-            _ => {
-                if r.next() < 0.7 {
-                    (100.0 + 10.0 * r.normal()).abs()
-                } else {
-                    (1000.0 + 50.0 * r.normal()).abs()
-                }
-            }
-        })
-        .collect()
-}
-
-fn percentiles() -> Vec<Percentile> {
-    [50.0, 90.0, 99.0, 99.9, -10.0]
-        .map(|p| Percentile::new(p).unwrap())
-        .to_vec()
-}
-
-fn exact_stats(values: &[f64]) -> BTreeMap<String, f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mut out = BTreeMap::new();
-    for_each_stat(
-        &sorted,
-        values.len() as f64,
-        &percentiles(),
-        10.0,
-        |k, v| {
-            out.insert(k.to_string(), v);
-        },
-    );
-    out
-}
-
-fn timer(values: &[f64], bounds: &Bounds) -> Value {
-    let mut v = Value::empty(MetricType::Timer);
-    for &x in values {
-        v.update(&Sample::Value(x), 1.0, 0, bounds);
-    }
-    v
-}
-
-fn sketched_stats(value: &Value) -> BTreeMap<String, f64> {
-    let Value::Timer(s) = value else {
-        panic!("a timer")
-    };
-    let sketched = s.sketched.as_ref().expect("beyond the cap");
-    let mut out = BTreeMap::new();
-    for_each_stat_sketched(sketched, s.count, &percentiles(), 10.0, |k, v| {
-        out.insert(k.to_string(), v);
-    });
-    out
-}
-
 /// Every reported threshold (`upper_<p>`, `lower_top<p>`) and the median are within α of
 /// Etsy's exact values, for four shapes of data at three sizes.
 #[test]
@@ -256,4 +179,81 @@ fn scale_follows_the_configured_accuracy() {
     assert_eq!(Mapping::for_accuracy(0.01).scale(), 6);
     assert_eq!(Mapping::for_accuracy(0.02).scale(), 5);
     assert_eq!(Mapping::for_accuracy(0.001).scale(), 9);
+}
+
+/// SplitMix64: a seeded, portable stream of uniform numbers in (0, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 + f64::EPSILON
+    }
+
+    fn normal(&mut self) -> f64 {
+        (-2.0 * self.next().ln()).sqrt() * (2.0 * std::f64::consts::PI * self.next()).cos()
+    }
+}
+
+fn distribution(name: &str, n: usize, seed: u64) -> Vec<f64> {
+    let mut r = Rng(seed);
+    (0..n)
+        .map(|_| match name {
+            "uniform" => r.next() * 1000.0,
+            "lognormal" => (r.normal() + 3.0).exp(),
+            "pareto" => 10.0 / r.next().powf(1.0 / 1.5),
+            _ => {
+                if r.next() < 0.7 {
+                    (100.0 + 10.0 * r.normal()).abs()
+                } else {
+                    (1000.0 + 50.0 * r.normal()).abs()
+                }
+            }
+        })
+        .collect()
+}
+
+fn percentiles() -> Vec<Percentile> {
+    [50.0, 90.0, 99.0, 99.9, -10.0]
+        .map(|p| Percentile::new(p).unwrap())
+        .to_vec()
+}
+
+fn exact_stats(values: &[f64]) -> BTreeMap<String, f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut out = BTreeMap::new();
+    for_each_stat(
+        &sorted,
+        values.len() as f64,
+        &percentiles(),
+        10.0,
+        |k, v| {
+            out.insert(k.to_string(), v);
+        },
+    );
+    out
+}
+
+fn timer(values: &[f64], bounds: &Bounds) -> Value {
+    let mut v = Value::empty(MetricType::Timer);
+    for &x in values {
+        v.update(&Sample::Value(x), 1.0, 0, bounds);
+    }
+    v
+}
+
+fn sketched_stats(value: &Value) -> BTreeMap<String, f64> {
+    let Value::Timer(s) = value else {
+        panic!("a timer")
+    };
+    let sketched = s.sketched.as_ref().expect("beyond the cap");
+    let mut out = BTreeMap::new();
+    for_each_stat_sketched(sketched, s.count, &percentiles(), 10.0, |k, v| {
+        out.insert(k.to_string(), v);
+    });
+    out
 }

@@ -1,25 +1,8 @@
 //! The cardinality guard and the timer sample cap, against the real binary.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender};
-
-fn user_series(got: &BTreeMap<Id, BTreeMap<String, f64>>) -> Vec<&Id> {
-    got.keys()
-        .filter(|k| !k.0.starts_with("rstatsd."))
-        .collect()
-}
-
-fn stat(got: &BTreeMap<Id, BTreeMap<String, f64>>, name: &str) -> f64 {
-    let key = id(
-        &format!("rstatsd.{name}"),
-        "counter",
-        &[("listener", "statsd")],
-    );
-    got.get(&key).unwrap_or_else(|| panic!("missing {key:?}"))["count"]
-}
+use crate::common::{Daemon, Id, LONG_INTERVAL, by_series, http, id, sender};
 
 #[test]
 fn series_cap_rejects_new_series_and_known_ones_keep_updating() {
@@ -264,4 +247,19 @@ fn one_timer_and_one_set_of_ten_million_keep_memory_bounded() {
         u["count"]
     );
     assert!(peak < SKETCH_RSS_BOUND, "peak RSS {} MiB", peak >> 20);
+}
+
+fn user_series(got: &BTreeMap<Id, BTreeMap<String, f64>>) -> Vec<&Id> {
+    got.keys()
+        .filter(|k| !k.0.starts_with("rstatsd."))
+        .collect()
+}
+
+fn stat(got: &BTreeMap<Id, BTreeMap<String, f64>>, name: &str) -> f64 {
+    let key = id(
+        &format!("rstatsd.{name}"),
+        "counter",
+        &[("listener", "statsd")],
+    );
+    got.get(&key).unwrap_or_else(|| panic!("missing {key:?}"))["count"]
 }

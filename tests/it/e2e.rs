@@ -1,10 +1,8 @@
 //! End to end: the real binary, real UDP sockets, console output parsed and checked exactly.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Daemon, LONG_INTERVAL, by_series, id, sender, values};
+use crate::common::{Daemon, LONG_INTERVAL, by_series, id, sender, values};
 
 const SECS: f64 = 86400.0;
 

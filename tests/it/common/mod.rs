@@ -1,7 +1,5 @@
 //! Runs the real `rstatsd` binary as a child process on ephemeral loopback ports.
 
-#![allow(dead_code)]
-
 #[cfg(feature = "kafka")]
 pub mod kafka;
 
@@ -10,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -223,7 +222,8 @@ impl Daemon {
         kill(Pid::from_raw(pid as i32), signal).unwrap();
     }
 
-    /// SIGKILL (a crash), wait for exit, collect output.
+    /// SIGKILL (a crash), wait for exit, collect output. (Only the Kafka areas crash one.)
+    #[cfg(feature = "kafka")]
     pub fn kill9(mut self) -> Output {
         self.signal(Signal::SIGKILL);
         self.wait()
@@ -319,13 +319,20 @@ pub fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
+/// A path under the temporary directory for `name`, unique in this process: the areas share
+/// one test process, and two of them may pick the same name (`graphite`, say).
+fn temp_path(name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("rstatsd-test-{}-{n}-{name}", std::process::id()))
+}
+
 /// A per-test config file, removed when dropped.
 pub struct ConfigFile(PathBuf);
 
 impl ConfigFile {
     pub fn new(name: &str, text: &str) -> ConfigFile {
-        let path =
-            std::env::temp_dir().join(format!("rstatsd-test-{}-{name}.toml", std::process::id()));
+        let path = temp_path(&format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
         ConfigFile(path)
     }
@@ -346,7 +353,7 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("rstatsd-test-{}-{name}", std::process::id()));
+        let path = temp_path(name);
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)

@@ -12,32 +12,6 @@ use rstatsd::aggregate::sketch::{Mapping, Sketch};
 use rstatsd::aggregate::{Bounds, SetValue, Value, sketch_proto};
 use rstatsd::metric::{MetricType, Sample, SeriesKey};
 
-mod common;
-
-const PYTHON: &str = r#"
-import json, sys
-from ddsketch.pb.proto import DDSketchProto
-import ddsketch.pb.ddsketch_pb2 as pb
-from datasketches import hll_sketch, hll_union, tgt_hll_type
-
-d = sys.argv[1]
-m = pb.DDSketch()
-m.ParseFromString(open(d + "/timer.ddsketch", "rb").read())
-sketch = DDSketchProto.from_proto(m)
-qs = [float(q) for q in sys.argv[2].split(",")]
-ours = hll_sketch.deserialize(open(d + "/set.hll", "rb").read())
-theirs = hll_sketch(14, tgt_hll_type.HLL_8)
-for i in range(int(sys.argv[3])):
-    theirs.update("user-%d" % i)
-print(json.dumps({
-    "count": sketch.count,
-    "quantiles": [sketch.get_quantile_value(q) for q in qs],
-    "lg_k": ours.lg_config_k,
-    "estimate": ours.get_estimate(),
-    "their_registers": list(theirs.serialize_updatable()[40:]),
-}))
-"#;
-
 #[test]
 fn python_readers_decode_what_rstatsd_writes() {
     // 100,001 samples, so that Python's rank q·(count−1) is a whole number for these q.
@@ -238,7 +212,7 @@ print(json.dumps(out))
 
 #[test]
 fn python_decodes_partials() {
-    let dir = common::TempDir::new("partials");
+    let dir = crate::common::TempDir::new("partials");
     let origin = Origin {
         source_id: "web-042".into(),
         source_epoch_ms: 1_795_000_000_123,
@@ -433,3 +407,27 @@ fn python_decodes_partials() {
         (&5.into(), &3.into(), &true.into())
     );
 }
+
+const PYTHON: &str = r#"
+import json, sys
+from ddsketch.pb.proto import DDSketchProto
+import ddsketch.pb.ddsketch_pb2 as pb
+from datasketches import hll_sketch, hll_union, tgt_hll_type
+
+d = sys.argv[1]
+m = pb.DDSketch()
+m.ParseFromString(open(d + "/timer.ddsketch", "rb").read())
+sketch = DDSketchProto.from_proto(m)
+qs = [float(q) for q in sys.argv[2].split(",")]
+ours = hll_sketch.deserialize(open(d + "/set.hll", "rb").read())
+theirs = hll_sketch(14, tgt_hll_type.HLL_8)
+for i in range(int(sys.argv[3])):
+    theirs.update("user-%d" % i)
+print(json.dumps({
+    "count": sketch.count,
+    "quantiles": [sketch.get_quantile_value(q) for q in qs],
+    "lg_k": ours.lg_config_k,
+    "estimate": ours.get_estimate(),
+    "their_registers": list(theirs.serialize_updatable()[40:]),
+}))
+"#;

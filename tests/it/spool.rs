@@ -2,104 +2,18 @@
 //! protocol broker on loopback, whose brokers the test takes down and up), SIGKILL, damaged
 //! spool files and a full filesystem.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
-
-use common::kafka::{Consumed, consume_all, parse_json_message};
-use common::{ConfigFile, Daemon, LONG_INTERVAL, TempDir, metric_value, sender, wait_metric};
-
-type Cluster = MockCluster<'static, DefaultProducerContext>;
+use crate::common::kafka::{Consumed, MockCluster, consume_all, mock_cluster, parse_json_message};
+use crate::common::{
+    ConfigFile, Daemon, LONG_INTERVAL, TempDir, metric_value, sender, wait_metric,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// One broker, topic `metrics` with 4 partitions.
-fn cluster() -> Cluster {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("metrics", 4, 1).expect("create topic");
-    cluster
-}
-
-fn config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
-    ConfigFile::new(
-        name,
-        &format!(
-            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n\
-             shutdown_timeout_ms = 1000\n{extra}\n"
-        ),
-    )
-}
-
-fn start(config: &ConfigFile, spool: &str, interval_ms: &str) -> Daemon {
-    Daemon::start(&[
-        "--config",
-        config.path(),
-        "--spool-dir",
-        spool,
-        "--flush-interval-ms",
-        interval_ms,
-        "--no-pystatsd",
-        "--no-stats",
-    ])
-}
-
-fn gauge(name: &str) -> String {
-    format!("rstatsd_sink_{name}{{sink=\"kafka\"}}")
-}
-
-fn counter(name: &str) -> String {
-    format!("rstatsd_sink_{name}_total{{sink=\"kafka\"}}")
-}
-
-/// Sends `name.{0..n}:1|c`, 40 lines per datagram.
-fn send_counters(d: &Daemon, socket: &UdpSocket, name: &str, n: usize) {
-    let lines: Vec<String> = (0..n).map(|i| format!("{name}.{i}:1|c")).collect();
-    for chunk in lines.chunks(40) {
-        d.send_statsd(socket, chunk.join("\n").as_bytes());
-    }
-}
-
-/// Every consumed `json` message as (name, @timestamp, value), in the order of its
-/// partition.
-fn points(messages: &[Consumed]) -> Vec<(String, String, f64)> {
-    messages
-        .iter()
-        .map(|m| {
-            let doc = parse_json_message(&m.payload);
-            (
-                doc["name"].as_str().unwrap().to_string(),
-                doc["@timestamp"].as_str().unwrap().to_string(),
-                doc["value"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Per series: its values in consumed order, checking that no (series, interval) came
-/// twice and that each series' intervals arrived in order.
-fn per_series(messages: &[Consumed]) -> BTreeMap<String, Vec<f64>> {
-    let mut stamps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (name, ts, v) in points(messages) {
-        let seen = stamps.entry(name.clone()).or_default();
-        if let Some(last) = seen.last() {
-            assert!(
-                *last < ts,
-                "{name}: interval {ts} after {last} (twice or out of order)"
-            );
-        }
-        seen.push(ts);
-        values.entry(name).or_default().push(v);
-    }
-    values
-}
 
 #[test]
 fn a_kafka_outage_longer_than_the_memory_buffer_loses_and_duplicates_nothing() {
@@ -323,4 +237,83 @@ fn a_full_disk_is_counted_and_the_memory_buffer_carries_on() {
     for (name, values) in &series {
         assert_eq!(values.iter().sum::<f64>(), 3.0, "{name}: {values:?}");
     }
+}
+
+/// One broker, topic `metrics` with 4 partitions.
+fn cluster() -> MockCluster {
+    mock_cluster(1, 4, &["metrics"])
+}
+
+fn config(name: &str, bootstrap: &str, extra: &str) -> ConfigFile {
+    ConfigFile::new(
+        name,
+        &format!(
+            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = [\"{bootstrap}\"]\nlinger_ms = 5\n\
+             shutdown_timeout_ms = 1000\n{extra}\n"
+        ),
+    )
+}
+
+fn start(config: &ConfigFile, spool: &str, interval_ms: &str) -> Daemon {
+    Daemon::start(&[
+        "--config",
+        config.path(),
+        "--spool-dir",
+        spool,
+        "--flush-interval-ms",
+        interval_ms,
+        "--no-pystatsd",
+        "--no-stats",
+    ])
+}
+
+fn gauge(name: &str) -> String {
+    format!("rstatsd_sink_{name}{{sink=\"kafka\"}}")
+}
+
+fn counter(name: &str) -> String {
+    format!("rstatsd_sink_{name}_total{{sink=\"kafka\"}}")
+}
+
+/// Sends `name.{0..n}:1|c`, 40 lines per datagram.
+fn send_counters(d: &Daemon, socket: &UdpSocket, name: &str, n: usize) {
+    let lines: Vec<String> = (0..n).map(|i| format!("{name}.{i}:1|c")).collect();
+    for chunk in lines.chunks(40) {
+        d.send_statsd(socket, chunk.join("\n").as_bytes());
+    }
+}
+
+/// Every consumed `json` message as (name, @timestamp, value), in the order of its
+/// partition.
+fn points(messages: &[Consumed]) -> Vec<(String, String, f64)> {
+    messages
+        .iter()
+        .map(|m| {
+            let doc = parse_json_message(&m.payload);
+            (
+                doc["name"].as_str().unwrap().to_string(),
+                doc["@timestamp"].as_str().unwrap().to_string(),
+                doc["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Per series: its values in consumed order, checking that no (series, interval) came
+/// twice and that each series' intervals arrived in order.
+fn per_series(messages: &[Consumed]) -> BTreeMap<String, Vec<f64>> {
+    let mut stamps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (name, ts, v) in points(messages) {
+        let seen = stamps.entry(name.clone()).or_default();
+        if let Some(last) = seen.last() {
+            assert!(
+                *last < ts,
+                "{name}: interval {ts} after {last} (twice or out of order)"
+            );
+        }
+        seen.push(ts);
+        values.entry(name).or_default().push(v);
+    }
+    values
 }

@@ -1,12 +1,10 @@
 //! No loss, no double counting across table swaps: 4 receivers, 8 senders, 1,000,000
 //! counter increments over 200 keys, flushed every 100 ms.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{Daemon, sender};
+use crate::common::{Daemon, sender};
 
 const SENDERS: usize = 8;
 const KEYS: usize = 200;
