@@ -1,6 +1,6 @@
 //! The fuzz harnesses: one function per cargo-fuzz target in `fuzz/`.
 //!
-//! They live in the library so that `tests/fuzz_regressions.rs` replays every checked-in
+//! They live in the library so that `tests/it/fuzz_regressions.rs` replays every checked-in
 //! seed and every past crash through exactly the code the fuzzer runs. Each function must
 //! not panic for any input; the assertions inside state what must hold for every input.
 

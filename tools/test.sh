@@ -37,7 +37,7 @@ for component in rustfmt clippy; do
     fi
 done
 
-# The third-party readers of what rstatsd writes (tests/readers.rs): DataDog's ddsketch with
+# The third-party readers of what rstatsd writes (tests/it/readers.rs): DataDog's ddsketch with
 # its protobuf reader, Apache DataSketches, crc32c for tools/spool_dump.py, and grpcio-tools
 # (protoc) to compile src/aggregate/partial.proto for Python.
 if ! python3 -c 'import ddsketch.pb.proto, datasketches, crc32c, grpc_tools' 2>/dev/null; then

@@ -1,5 +1,5 @@
 //! The pystatsd JSON parser on any bytes.
-//! The harness is `rstatsd::fuzzing::json_parser`, shared with `tests/fuzz_regressions.rs`.
+//! The harness is `rstatsd::fuzzing::json_parser`, shared with `tests/it/fuzz_regressions.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! The line parser on any bytes, with and without name sanitizing.
-//! The harness is `rstatsd::fuzzing::line_parser`, shared with `tests/fuzz_regressions.rs`.
+//! The harness is `rstatsd::fuzzing::line_parser`, shared with `tests/it/fuzz_regressions.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

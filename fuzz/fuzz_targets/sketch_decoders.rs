@@ -1,5 +1,5 @@
 //! The DDSketch protobuf and DataSketches HyperLogLog decoders on any bytes.
-//! The harness is `rstatsd::fuzzing::sketch_decoders`, shared with `tests/fuzz_regressions.rs`.
+//! The harness is `rstatsd::fuzzing::sketch_decoders`, shared with `tests/it/fuzz_regressions.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
