@@ -17,6 +17,7 @@ const PAUSE: Duration = Duration::from_millis(8);
 
 #[test]
 fn a_million_increments_survive_swaps_exactly() {
+    let _alone = crate::common::alone();
     let d = Daemon::start(&[
         "--receivers",
         "4",

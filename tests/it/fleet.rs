@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
@@ -22,15 +21,12 @@ use rstatsd::metric::{MetricType, SeriesKey};
 const PARTITIONS: i32 = 4;
 const INTERVAL_MS: u64 = 1000;
 
-/// Each test runs five daemons; on two cores they run one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// How many partitions of `partials` an aggregator owns (a `/metrics` gauge).
 const ASSIGNED: &str = "rstatsd_fleet_assigned_partitions";
 
 #[test]
 fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estimates() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = crate::common::alone();
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let a1 = aggregator(&bootstrap, "a1", "");
@@ -147,7 +143,7 @@ fn three_locals_two_aggregators_give_exact_fleet_totals_and_bounded_error_estima
 
 #[test]
 fn a_sigkilled_aggregator_loses_nothing_and_its_partitions_move() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = crate::common::alone();
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let a1 = aggregator(&bootstrap, "k1", "");
@@ -155,29 +151,48 @@ fn a_sigkilled_aggregator_loses_nothing_and_its_partitions_move() {
     wait_assigned(&[&a1, &a2], Duration::from_secs(30));
     let (locals, socket) = locals(&bootstrap, 3);
     let mut sent = 0.0;
-    let mut round = |n: u32| sent += req_to_every(&socket, &locals, n, 200);
-    round(100);
-    round(100);
+    let round = |n: u32| req_to_every(&socket, &locals, n, 200);
+    sent += round(100);
+    sent += round(100);
     // Mid-interval.
     align(500);
     let killed_at = Instant::now();
+    // The end (in seconds, as the output stamps it) of the interval the kill falls in.
+    let kill_interval_end = (now_ms() / INTERVAL_MS + 1) * INTERVAL_MS / 1000;
     a1.daemon.kill9();
+    // Nothing more for that interval, so it and the ones before hold what was sent so far
+    // (100 ms past the boundary: the locals' flushers have swapped by then).
+    let before_kill = sent;
+    align(100);
     // Traffic goes on while the group notices.
-    let mut recovered = None;
-    while killed_at.elapsed() < Duration::from_secs(30) {
-        round(50);
-        if metric_value(&a2.daemon, ASSIGNED) == Some(f64::from(PARTITIONS)) {
+    let (mut recovered, mut caught_up) = (None, None);
+    while killed_at.elapsed() < Duration::from_secs(30) && caught_up.is_none() {
+        sent += round(50);
+        if recovered.is_none() && metric_value(&a2.daemon, ASSIGNED) == Some(f64::from(PARTITIONS))
+        {
             recovered = Some(killed_at.elapsed());
-            break;
+        }
+        if total_through(&read_global(&bootstrap), "req", kill_interval_end) == before_kill {
+            caught_up = Some(killed_at.elapsed());
         }
     }
+    let caught_up = caught_up.expect("the intervals around the kill never came out whole");
     let recovered = recovered.expect("the survivor never took every partition");
-    eprintln!("failover: the survivor owned every partition {recovered:?} after the SIGKILL");
-    round(100);
+    eprintln!(
+        "failover: the survivor owned every partition {recovered:?} and every interval up to \
+         the kill was out {caught_up:?} after the SIGKILL"
+    );
+    // Default settings: the session timeout follows the flush interval (6 s here), not
+    // librdkafka's 45 s.
+    assert!(
+        caught_up <= Duration::from_secs(15),
+        "the dead aggregator's intervals came out {caught_up:?} after its SIGKILL"
+    );
+    sent += round(100);
     // The killed one comes back and gets its share again.
     let a3 = aggregator(&bootstrap, "k3", "");
     wait_assigned(&[&a2, &a3], Duration::from_secs(30));
-    round(100);
+    sent += round(100);
     for l in locals {
         l.daemon.stop().assert_clean_stop();
     }
@@ -188,7 +203,7 @@ fn a_sigkilled_aggregator_loses_nothing_and_its_partitions_move() {
 
 #[test]
 fn a_kafka_outage_delays_partials_and_loses_none() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = crate::common::alone();
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let a = aggregator(&bootstrap, "o1", "");
@@ -286,7 +301,7 @@ impl Source {
 
 #[test]
 fn partials_delivered_twice_change_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = crate::common::alone();
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let a = aggregator(&bootstrap, "d1", "");
@@ -330,7 +345,7 @@ fn partials_delivered_twice_change_nothing() {
 
 #[test]
 fn a_silent_local_is_waited_for_only_by_grace_and_then_not_at_all() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = crate::common::alone();
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     // The default live_intervals (3): the crashed source stays live for a whole interval
@@ -476,9 +491,6 @@ fn aggregator(bootstrap: &str, name: &str, extra: &str) -> Aggregator {
             topic = "partials"
             group = "aggregators"
             {extra}
-            [fleet.properties]
-            "session.timeout.ms" = "6000"
-            "heartbeat.interval.ms" = "500"
             [sinks.out]
             type = "kafka"
             brokers = ["{bootstrap}"]
@@ -550,6 +562,15 @@ fn wait_total(bootstrap: &str, name: &str, expected: f64, timeout: Duration) -> 
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// `name`'s counter total over the intervals that end at `end_s` (seconds) or before.
+fn total_through(global: &Global, name: &str, end_s: u64) -> f64 {
+    global
+        .iter()
+        .filter(|((id, ts), _)| id.0 == name && id.1 == "counter" && *ts <= end_s)
+        .map(|(_, v)| v["count"])
+        .sum()
 }
 
 fn counter_total(global: &Global, name: &str) -> f64 {

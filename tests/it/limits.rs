@@ -145,6 +145,7 @@ const FLOOD_RSS_BOUND: u64 = 512 << 20;
 
 #[test]
 fn ten_million_distinct_series_keep_memory_bounded() {
+    let _alone = crate::common::alone();
     let d = Daemon::start(&[
         "--flush-interval-ms",
         LONG_INTERVAL,
@@ -210,6 +211,7 @@ const SKETCH_RSS_BOUND: u64 = 32 << 20;
 
 #[test]
 fn one_timer_and_one_set_of_ten_million_keep_memory_bounded() {
+    let _alone = crate::common::alone();
     let d = Daemon::start(&["--flush-interval-ms", LONG_INTERVAL, "--no-pystatsd"]);
     // Each datagram: 10 samples of `t` (1..=1000 ms) and 10 distinct members of `u`.
     const PAIRS: u64 = 10;

@@ -396,3 +396,11 @@ pub fn metric_value(d: &Daemon, metric: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// Tests that load both cores (five daemons, ten million series, a million increments on
+/// four receivers) hold this while they run: in the one test binary they would otherwise
+/// share the two cores with another such test, and their deadlines with it.
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
