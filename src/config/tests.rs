@@ -89,8 +89,8 @@ fn errors_name_the_key() {
     assert!(e.reason.starts_with("unknown sink type \"nope\""), "{e}");
     let e = Config::parse("[sinks.x]\ntype = \"kafka\"\nformat = \"xml\"\n").unwrap_err();
     assert_eq!(e.key, "sinks.x.format");
-    let e = Config::parse("[sinks.x]\ntype = \"kafka\"\n[sinks.x.properties]\na = 1\n")
-        .unwrap_err();
+    let e =
+        Config::parse("[sinks.x]\ntype = \"kafka\"\n[sinks.x.properties]\na = 1\n").unwrap_err();
     assert_eq!(e.key, "sinks.x.properties.a");
     let e = Config::parse("[sinks.x]\nbrokers = []\n").unwrap_err();
     assert_eq!(e.key, "sinks.x");

@@ -1,5 +1,13 @@
+use super::encode::{encode_origin, uint_field};
 use super::*;
+use crate::aggregate::hll::Hll;
+
+use crate::aggregate::set::SetValue;
 use crate::aggregate::sketch::Mapping;
+use crate::aggregate::{Bounds, Gauge, sketch_proto};
+use crate::format::protobuf::{
+    self as pb, double_field, len_field, message_field, packed_doubles, varint_field,
+};
 use crate::metric::Sample;
 use proptest::prelude::*;
 
@@ -430,8 +438,7 @@ fn what_is_refused() {
         reason(&samples(|out| message_field(out, 4, |_| {}))),
         "totals without a sketch"
     );
-    let sets =
-        |f: fn(&mut Vec<u8>)| envelope(1, body("s", 7, move |out| message_field(out, 9, f)));
+    let sets = |f: fn(&mut Vec<u8>)| envelope(1, body("s", 7, move |out| message_field(out, 9, f)));
     assert_eq!(
         reason(&sets(|out| {
             len_field(out, 1, b"x");
@@ -581,8 +588,8 @@ fn fuzz_seeds_decode_to_what_wrote_them() {
     };
     encode_end(&mut end, &interval_end);
     seeds.push(("end".to_owned(), end));
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus_seeds/partial_decode");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus_seeds/partial_decode");
     for (name, bytes) in seeds {
         let path = dir.join(name);
         if std::env::var_os("RSTATSD_WRITE_SEEDS").is_some() {

@@ -180,8 +180,8 @@ fn sketched_stats_keep_exact_totals_and_estimate_within_alpha() {
     let alpha = Mapping::with_scale(6).relative_accuracy();
     for (name, want) in &exact {
         let bound = match name.as_str() {
-            "count" | "count_ps" | "count_90" | "count_top10" | "sum" | "sum_squares"
-            | "mean" | "upper" | "lower" => 0.0,
+            "count" | "count_ps" | "count_90" | "count_top10" | "sum" | "sum_squares" | "mean"
+            | "upper" | "lower" => 0.0,
             "std" => 1e-9,
             n if n.starts_with("sum_squares_") => 2.0 * alpha + alpha * alpha,
             _ => alpha,

@@ -180,9 +180,8 @@ fn limits_reject_oversized_objects() {
             .parse_datagram(&mut buf, &mut r);
         r
     };
-    let ok = parse(
-        r#"{"metric_name":"abcde","metric_type":"set","value":"abc","k":"vvvv","n":1234}"#,
-    );
+    let ok =
+        parse(r#"{"metric_name":"abcde","metric_type":"set","value":"abc","k":"vvvv","n":1234}"#);
     assert!(
         ok.rejects.is_empty() && ok.metrics.len() == 1,
         "{:?}",
