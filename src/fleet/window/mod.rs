@@ -37,15 +37,18 @@
 //!   An interval a sink dropped stays unsettled: its partition's commits stop there until a
 //!   restart or rebalance replays it.
 
+mod close;
+mod partition;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::aggregate::partial::{Envelope, Origin, Partial};
 use crate::aggregate::{Bounds, Table};
 use crate::interval::IntervalState;
 use crate::metric::MetricType;
 
+use self::partition::{OpenInterval, PartitionState, Seen};
 use crate::stats::FleetCounters;
 
 fn bump(counter: &std::sync::atomic::AtomicU64, n: u64) {
@@ -101,105 +104,6 @@ pub struct Closed {
 pub struct Position {
     pub offset: i64,
     pub closed_through: Option<u64>,
-}
-
-/// What a source has sent for one interval on one partition, per epoch.
-#[derive(Debug, Default, Clone)]
-struct Progress {
-    seen: Vec<u64>,
-    received: u32,
-    expected: Option<u32>,
-    /// Its marker was the epoch's final one.
-    last: bool,
-}
-
-impl Progress {
-    /// Records `seq`; false when it was seen before.
-    fn record(&mut self, seq: u32) -> bool {
-        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        if self.seen.len() <= word {
-            self.seen.resize(word + 1, 0);
-        }
-        if self.seen[word] & bit != 0 {
-            return false;
-        }
-        self.seen[word] |= bit;
-        self.received += 1;
-        true
-    }
-
-    fn complete(&self) -> bool {
-        self.expected == Some(self.received)
-    }
-}
-
-/// (source, epoch) → progress.
-type Sources = HashMap<(Arc<str>, u64), Progress>;
-
-#[derive(Debug)]
-struct OpenInterval {
-    series: Table,
-    first_offset: i64,
-    /// Wall clock (ms) of its first message.
-    first_seen_ms: u64,
-    sources: Sources,
-}
-
-/// A source as one partition sees it.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    /// The newest interval it sent anything for.
-    last_start: u64,
-    /// Its message for that interval was a final marker.
-    ended: bool,
-    /// The partition's traffic time at its latest message.
-    busy_at: u64,
-}
-
-#[derive(Debug)]
-struct PartitionState {
-    open: BTreeMap<u64, OpenInterval>,
-    /// Emitted intervals by start: (first offset, settled).
-    emitted: BTreeMap<u64, (i64, bool)>,
-    /// Every interval up to this start is closed here (emitted, or before assignment).
-    closed_through: Option<u64>,
-    /// What the last commit (before assignment, or ours) said was settled.
-    settled_through: Option<u64>,
-    sources: HashMap<Arc<str>, Seen>,
-    /// Traffic time since assignment (see the module docs), ms.
-    busy_ms: u64,
-    /// The next offset to read.
-    next_offset: Option<i64>,
-    /// Wall clock (ms) of the last message.
-    last_message_ms: u64,
-    /// Recently closed intervals and their progress, for `late = "reemit"`.
-    recent: BTreeMap<u64, (Table, Sources)>,
-    /// Changed since the last commit.
-    dirty: bool,
-}
-
-impl PartitionState {
-    /// Where a new owner must start reading (see the module docs), once anything was read.
-    fn position(&self) -> Option<Position> {
-        let next = self.next_offset?;
-        let oldest = self
-            .open
-            .values()
-            .map(|o| o.first_offset)
-            // Settled ones too: they are above the settled prefix, so not covered by
-            // `closed_through`, and a new owner must read them whole.
-            .chain(self.emitted.values().map(|e| e.0))
-            .min();
-        Some(Position {
-            offset: oldest.unwrap_or(next).min(next),
-            closed_through: self.settled_through,
-        })
-    }
-
-    fn live(&self, seen: &Seen, start: u64, history: u64) -> bool {
-        self.busy_ms.saturating_sub(seen.busy_at) <= history
-            && !(seen.ended && seen.last_start < start)
-    }
 }
 
 /// Every assigned partition's state (see the module docs).
@@ -396,114 +300,6 @@ impl Window {
         if !self.reemit.contains(&(partition, start)) {
             self.reemit.push((partition, start));
         }
-    }
-
-    /// Closes every interval that is due (see the module docs), merged per interval across
-    /// partitions: one [`Closed`] per interval start.
-    pub fn close_due(&mut self, now_ms: u64) -> Vec<Closed> {
-        let mut by_start: BTreeMap<u64, (Table, Vec<(i32, u64)>)> = BTreeMap::new();
-        let settings = &self.settings;
-        let len = settings.interval_ms;
-        let grace = settings.grace_ms;
-        let history = u64::from(settings.live_intervals) * len;
-        for (&partition, p) in self.partitions.iter_mut() {
-            let busy = p.busy_ms;
-            p.sources
-                .retain(|_, seen| busy.saturating_sub(seen.busy_at) <= FORGET_AFTER * history);
-            let watched = p.busy_ms >= history;
-            while let Some((&start, open)) = p.open.first_key_value() {
-                let due_by = start
-                    .saturating_add(len)
-                    .max(open.first_seen_ms)
-                    .saturating_add(grace);
-                let mut live = p
-                    .sources
-                    .iter()
-                    .filter(|(_, seen)| p.live(seen, start, history))
-                    .peekable();
-                let any_live = live.peek().is_some();
-                let mut complete = watched;
-                let mut moved_on = watched && any_live;
-                for (source, seen) in live {
-                    let mut epochs = 0;
-                    let mut finished = true;
-                    let mut all_final = true;
-                    for ((s, _), progress) in &open.sources {
-                        if s == source {
-                            epochs += 1;
-                            finished &= progress.complete();
-                            all_final &= progress.last;
-                        }
-                    }
-                    complete &= epochs > 0 && finished && !all_final;
-                    // One that ended in this very interval will not move on.
-                    let ended_here = seen.ended && seen.last_start == start;
-                    moved_on &= ended_here || seen.last_start >= start.saturating_add(grace);
-                }
-                complete &= open.sources.values().all(Progress::complete);
-                let by_grace = now_ms >= due_by || moved_on;
-                if !complete && !by_grace {
-                    break;
-                }
-                let open = p.open.pop_first().expect("first").1;
-                bump(
-                    if complete {
-                        &self.counters.closed_complete
-                    } else {
-                        &self.counters.closed_grace
-                    },
-                    1,
-                );
-                p.closed_through = Some(start);
-                p.emitted.insert(start, (open.first_offset, false));
-                p.dirty = true;
-                let entry = by_start
-                    .entry(start)
-                    .or_insert_with(|| (Table::with_capacity(0, settings.bounds), Vec::new()));
-                if settings.late == LatePolicy::Reemit {
-                    let mut kept = Table::with_capacity(0, settings.bounds);
-                    kept.merge(open.series.clone());
-                    p.recent.insert(start, (kept, open.sources));
-                    while p.recent.len() > settings.reemit_intervals {
-                        p.recent.pop_first();
-                    }
-                }
-                entry.0.merge(open.series);
-                entry.1.push((partition, start));
-            }
-        }
-        for (partition, start) in std::mem::take(&mut self.reemit) {
-            let Some((table, _)) = self
-                .partitions
-                .get(&partition)
-                .and_then(|p| p.recent.get(&start))
-            else {
-                continue;
-            };
-            bump(&self.counters.reemitted, 1);
-            let entry = by_start
-                .entry(start)
-                .or_insert_with(|| (Table::with_capacity(0, settings.bounds), Vec::new()));
-            entry.0.merge(table.clone());
-        }
-        let mut out = Vec::with_capacity(by_start.len());
-        for (start, (series, parts)) in by_start {
-            let id = self.next_id;
-            self.next_id += 1;
-            self.inflight.insert(id, parts);
-            out.push(Closed {
-                id,
-                state: IntervalState {
-                    timestamp_ms: start.saturating_add(len),
-                    interval: Duration::from_millis(len),
-                    series,
-                },
-            });
-        }
-        if !out.is_empty() {
-            self.publish();
-        }
-        out
     }
 
     /// Every sink is done with emitted interval `id`: `taken` when each delivered it or has
