@@ -13,114 +13,23 @@
 //! running on its memory buffer. Beyond `max_bytes` the oldest segments are dropped and
 //! counted: the one loss the spool allows, and a visible one.
 
+mod config;
 pub mod record;
+mod recover;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+pub use self::config::{SpoolConfig, SpoolSettings};
 use self::record::{RecordInfo, SEGMENT_HEADER_BYTES};
-use crate::config_error::{ConfigError, at_least};
 use crate::logging::RateLimit;
 use crate::sink::SinkCounters;
 use crate::sink::batch::Batch;
-
-/// `[spool]`: the disk spool behind every sink's delivery buffer.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpoolConfig {
-    /// Spool undelivered snapshots under this directory, one subdirectory per sink
-    /// (spool.dir; no spool when unset).
-    #[arg(
-        id = "spool.dir",
-        long = "spool-dir",
-        value_name = "DIR",
-        required = false
-    )]
-    pub dir: Option<PathBuf>,
-    /// Disk bytes per sink's spool; beyond, the oldest snapshots are dropped and counted
-    /// (spool.max_bytes).
-    #[arg(
-        id = "spool.max_bytes",
-        long = "spool-max-bytes",
-        value_name = "BYTES",
-        required = false
-    )]
-    pub max_bytes: u64,
-    /// A segment file is closed and a new one started beyond this size (spool.segment_bytes).
-    #[arg(
-        id = "spool.segment_bytes",
-        long = "spool-segment-bytes",
-        value_name = "BYTES",
-        required = false
-    )]
-    pub segment_bytes: u64,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            dir: None,
-            max_bytes: 1 << 30,
-            segment_bytes: 16 << 20,
-        }
-    }
-}
-
-impl SpoolConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
-            return Err(ConfigError::new("spool.dir", "must not be empty"));
-        }
-        at_least("spool.max_bytes", self.max_bytes, 1 << 20)?;
-        at_least("spool.segment_bytes", self.segment_bytes, 64 << 10)?;
-        if self.segment_bytes > self.max_bytes {
-            return Err(ConfigError::new(
-                "spool.segment_bytes",
-                "must not exceed spool.max_bytes",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The spool settings of the sink named `sink`, when a spool is configured.
-    pub fn for_sink(&self, sink: &str) -> Option<SpoolSettings> {
-        let dir = self.dir.as_ref()?.join(directory_name(sink));
-        Some(SpoolSettings {
-            dir,
-            max_bytes: self.max_bytes,
-            segment_bytes: self.segment_bytes,
-        })
-    }
-}
-
-/// A sink's directory name: its name with anything but `[A-Za-z0-9._-]` replaced by `_`
-/// (`graphite/127.0.0.1:2003` → `graphite_127.0.0.1_2003`).
-fn directory_name(sink: &str) -> String {
-    sink.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// One sink's spool settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpoolSettings {
-    pub dir: PathBuf,
-    pub max_bytes: u64,
-    pub segment_bytes: u64,
-}
 
 /// Where a record is: its segment's sequence number and its index there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,111 +133,6 @@ impl Spool {
         }
         spool.publish();
         spool
-    }
-
-    fn recover(&mut self) -> io::Result<()> {
-        fs::create_dir_all(&self.settings.dir)?;
-        let mut found: Vec<(u64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(&self.settings.dir)? {
-            let path = entry?.path();
-            let seq = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(seq) = seq {
-                found.push((seq, path));
-            }
-        }
-        found.sort();
-        for (seq, path) in found {
-            self.next_seq = self.next_seq.max(seq + 1);
-            match self.recover_segment(seq, &path) {
-                Ok(Some(segment)) => {
-                    self.bytes += segment.bytes;
-                    self.segments.push_back(segment);
-                }
-                Ok(None) => {}
-                Err(e) => self.write_error(&format!("cannot read {}", path.display()), &e),
-            }
-        }
-        Ok(())
-    }
-
-    fn recover_segment(&mut self, seq: u64, path: &Path) -> io::Result<Option<Segment>> {
-        let data = fs::read(path)?;
-        let scan = record::scan(&data);
-        if scan.bad_header {
-            let aside = self.move_aside(path)?;
-            SinkCounters::add(&self.counters.spool_corrupt, 1);
-            log::error!(
-                "sink {}: spool segment {} is not a version-1 spool segment; moved aside to {}",
-                self.sink,
-                path.display(),
-                aside.display()
-            );
-            return Ok(None);
-        }
-        let mut path = path.to_path_buf();
-        let mut bytes = data.len() as u64;
-        if let Some(at) = scan.torn_at {
-            OpenOptions::new().write(true).open(&path)?.set_len(at)?;
-            bytes = at;
-            SinkCounters::add(&self.counters.spool_torn, 1);
-            log::warn!(
-                "sink {}: spool segment {}: the last record (at byte {at}) was torn by a crash; \
-                 truncated",
-                self.sink,
-                path.display()
-            );
-        }
-        if !scan.corrupt.is_empty() {
-            let aside = self.move_aside(&path)?;
-            SinkCounters::add(&self.counters.spool_corrupt, scan.corrupt.len() as u64);
-            log::error!(
-                "sink {}: spool segment {}: {} corrupt records (at bytes {:?}) skipped, {} good \
-                 ones delivered; moved aside to {}",
-                self.sink,
-                path.display(),
-                scan.corrupt.len(),
-                scan.corrupt,
-                scan.records.len(),
-                aside.display()
-            );
-            path = aside;
-        }
-        if scan.records.is_empty() {
-            if scan.corrupt.is_empty() {
-                fs::remove_file(&path)?;
-            }
-            return Ok(None);
-        }
-        Ok(Some(Segment {
-            seq,
-            path,
-            bytes,
-            live: scan.records.len(),
-            live_messages: scan.records.iter().map(|r| u64::from(r.messages)).sum(),
-            records: scan
-                .records
-                .into_iter()
-                .map(|info| Record {
-                    info,
-                    state: State::Unread,
-                })
-                .collect(),
-            cursor: 0,
-        }))
-    }
-
-    /// Renames a damaged segment out of the way (`….seg.corrupt`): kept for inspection,
-    /// never scanned again.
-    fn move_aside(&self, path: &Path) -> io::Result<PathBuf> {
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(".corrupt");
-        let aside = PathBuf::from(aside);
-        fs::rename(path, &aside)?;
-        Ok(aside)
     }
 
     fn write_error(&mut self, what: &str, e: &io::Error) {

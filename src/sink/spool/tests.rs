@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use std::path::Path;
+
 use super::*;
 
 /// A fresh directory under the system's temporary directory, removed on drop.
