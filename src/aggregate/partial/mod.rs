@@ -2,7 +2,7 @@
 //! one protobuf `Envelope{partial}` per series carrying the series' mergeable state (a
 //! [`Value`]) and then an `Envelope{end}` per partition; an aggregator decodes them and merges
 //! them into one [`super::Table`]. This module owns that format, both directions: the schema
-//! is `partial.proto` beside this file (package `rstatsd.partial.v1`), whose comments are the
+//! is `src/aggregate/partial.proto` (package `rstatsd.partial.v1`), whose comments are the
 //! reference for every field's meaning.
 //!
 //! Writing is plain protobuf (proto3: default scalars omitted, oneof members and `seq` always
