@@ -75,18 +75,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut listening = Vec::new();
     for (protocol, addr) in server.local_addrs() {
-        log::info!("listening: {} udp {addr}", protocol.name());
+        listening.push(format!("{} udp {addr}", protocol.name()));
     }
     for (name, addr) in server.admin_addrs() {
-        log::info!("listening: {name} tcp {addr}");
+        listening.push(format!("{name} tcp {addr}"));
     }
+    let listening = listening.join(", ");
+    log::info!("listening: {listening}");
     log::info!(
         "ready: {} receiver threads, flush every {} ms",
         server.receiver_count(),
         config.flush.interval_ms
     );
-    notify_systemd("READY=1");
+    // The status names the bound addresses (ports chosen by the kernel included), for
+    // `systemctl status` and for whoever started rstatsd and waits for it to be ready.
+    notify_systemd(&format!("READY=1\nSTATUS=listening: {listening}"));
 
     let shutdown = server.shutdown_handle();
     thread::spawn(move || {

@@ -6,6 +6,7 @@ pub mod kafka;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,11 @@ pub struct Daemon {
     stderr: Option<thread::JoinHandle<Vec<String>>>,
     /// Each stdout line as it is printed (the console sink's records).
     stdout_lines: mpsc::Receiver<String>,
+    /// The readiness socket it was given (`NOTIFY_SOCKET`, as systemd gives one).
+    notify: UnixDatagram,
+    notify_path: PathBuf,
+    /// Its readiness message (`READY=1` and the status naming its addresses).
+    pub ready: String,
 }
 
 /// One HTTP request to the daemon's endpoint: (status, body).
@@ -65,6 +71,8 @@ pub struct Output {
     /// Every stdout line, parsed as JSON.
     pub records: Vec<Value>,
     pub stderr: Vec<String>,
+    /// The readiness socket's messages after `ready` (`STOPPING=1`).
+    pub notified: Vec<String>,
 }
 
 impl Output {
@@ -81,29 +89,11 @@ impl Output {
 
 impl Daemon {
     /// Starts `rstatsd` with `args`, listening on ephemeral loopback ports unless `args`
-    /// chooses addresses, and waits for the `ready` log line.
+    /// chooses addresses, and waits for its readiness message (systemd's protocol), whose
+    /// status names the addresses it bound.
     pub fn start(args: &[&str]) -> Daemon {
-        Daemon::start_with_env(args, &[])
-    }
-
-    /// The daemon with `config` and `extra` flags, no internal statistics, and only the
-    /// final flush ([`LONG_INTERVAL`]).
-    pub fn start_single_flush(config: &ConfigFile, extra: &[&str]) -> Daemon {
-        let mut args = vec![
-            "--config",
-            config.path(),
-            "--flush-interval-ms",
-            LONG_INTERVAL,
-            "--no-stats",
-        ];
-        args.extend_from_slice(extra);
-        Daemon::start(&args)
-    }
-
-    /// [`Daemon::start`] with extra environment variables.
-    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rstatsd"));
-        cmd.envs(env.iter().copied());
+
         if !args
             .iter()
             .any(|a| a.starts_with("--statsd-listen") || *a == "--no-statsd")
@@ -124,7 +114,13 @@ impl Daemon {
                 cmd.args([flag, "127.0.0.1:0"]);
             }
         }
+        let notify_path = temp_path("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         cmd.args(args)
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -140,14 +136,11 @@ impl Daemon {
             }
             lines
         });
-        let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = ready_tx.send(line.clone());
-                lines.push(line);
-            }
-            lines
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .collect()
         });
         let mut daemon = Daemon {
             child: Some(child),
@@ -158,31 +151,60 @@ impl Daemon {
             stdout: Some(stdout),
             stderr: Some(stderr),
             stdout_lines,
+            notify,
+            notify_path,
+            ready: String::new(),
         };
-        loop {
-            let line = match ready_rx.recv_timeout(READY_TIMEOUT) {
-                Ok(line) => line,
-                Err(_) => {
-                    let out = daemon.stop();
-                    panic!("rstatsd did not become ready: {:?}", out.stderr);
-                }
-            };
-            if let Some(rest) = line.split("listening: ").nth(1) {
-                let mut parts = rest.split_whitespace();
-                let (proto, _, addr) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
-                let addr: SocketAddr = addr.parse().unwrap();
-                match proto {
-                    "statsd" => daemon.statsd = daemon.statsd.or(Some(addr)),
-                    "pystatsd" => daemon.pystatsd = daemon.pystatsd.or(Some(addr)),
-                    "admin" => daemon.admin = Some(addr),
-                    "http" => daemon.http = Some(addr),
-                    other => panic!("unknown listener {other}"),
-                }
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        let ready = loop {
+            if let Some(message) = daemon.notification() {
+                break message;
             }
-            if line.contains(" ready: ") {
-                return daemon;
+            let exited = daemon.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            if exited || std::time::Instant::now() >= deadline {
+                let out = daemon.stop();
+                panic!("rstatsd did not become ready: {:?}", out.stderr);
+            }
+        };
+        let status = ready
+            .lines()
+            .find_map(|l| l.strip_prefix("STATUS=listening: "))
+            .unwrap_or_else(|| panic!("no listening status in {ready:?}"));
+        for listener in status.split(", ").filter(|l| !l.is_empty()) {
+            let mut parts = listener.split(' ');
+            let (name, _, addr) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
+            let addr: SocketAddr = addr.parse().unwrap();
+            match name {
+                "statsd" => daemon.statsd = daemon.statsd.or(Some(addr)),
+                "pystatsd" => daemon.pystatsd = daemon.pystatsd.or(Some(addr)),
+                "admin" => daemon.admin = Some(addr),
+                "http" => daemon.http = Some(addr),
+                other => panic!("unknown listener {other}"),
             }
         }
+        daemon.ready = ready;
+        daemon
+    }
+
+    /// The daemon with `config` and `extra` flags, no internal statistics, and only the
+    /// final flush ([`LONG_INTERVAL`]).
+    pub fn start_single_flush(config: &ConfigFile, extra: &[&str]) -> Daemon {
+        let mut args = vec![
+            "--config",
+            config.path(),
+            "--flush-interval-ms",
+            LONG_INTERVAL,
+            "--no-stats",
+        ];
+        args.extend_from_slice(extra);
+        Daemon::start(&args)
+    }
+
+    /// The next message on the readiness socket, if one arrives within 100 ms.
+    fn notification(&self) -> Option<String> {
+        let mut buf = [0u8; 4096];
+        let n = self.notify.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
     pub fn send_statsd(&self, socket: &UdpSocket, payload: &[u8]) {
@@ -243,10 +265,12 @@ impl Daemon {
             .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect();
+        let notified = std::iter::from_fn(|| self.notification()).collect();
         Output {
             status,
             records,
             stderr,
+            notified,
         }
     }
 }
@@ -257,6 +281,7 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(&self.notify_path);
     }
 }
 
