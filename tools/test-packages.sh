@@ -85,7 +85,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 grep -q " ready: " "$err" || fail "installed rstatsd not ready: $(cat "$err")"
-http=$(sed -n 's/.*listening: http tcp //p' "$err")
+http=$(sed -n 's/.*listening: .*http tcp \([^ ,]*\).*/\1/p' "$err")
 # The packaged load generator sends the metric (42 increments in one datagram) and checks
 # through /metrics that rstatsd counted all of them.
 sent=$(/usr/bin/rstatsd-loadgen send --target "127.0.0.1:$port" --count 42 --per-datagram 42 \
