@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        if let Some(warning) = config.deprecation_warning() {
+            eprintln!("rstatsd: warning: {warning}");
+        }
         // Creating the sinks lets librdkafka check its properties too.
         if let Err(e) = rstatsd::sink::registry::build_all(&config.sinks, &config.sink_context()) {
             let e = e.in_file(cli.config.clone());

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the release .deb from this checkout: target/debian/rstatsd_<version>-1_<arch>.deb.
-# Installs cargo-deb (crates.io) if missing. The version comes from Cargo.toml.
+# Installs cargo-deb (from the Rust package registry) if missing. The version comes from Cargo.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_DEB_VERSION=3.8.0

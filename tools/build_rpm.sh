@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the release .rpm from this checkout: target/generate-rpm/rstatsd-<version>-1.<arch>.rpm.
-# Installs cargo-generate-rpm (crates.io) if missing. The version comes from Cargo.toml.
+# Installs cargo-generate-rpm (from the Rust package registry) if missing. The version comes from Cargo.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_GENERATE_RPM_VERSION=0.21.1

@@ -266,7 +266,7 @@ impl Config {
             sink.validate(&format!("sinks.{name}"))?;
         }
         self.spool.validate()?;
-        self.fleet.validate()?;
+        self.fleet.validate(self.flush.interval_ms)?;
         self.log.validate()
     }
 

@@ -44,6 +44,20 @@ fn fleet_session_timeout_and_heartbeat_follow_the_flush_interval() {
 }
 
 #[test]
+fn a_heartbeat_at_or_above_the_session_timeout_is_refused() {
+    let c = Config::parse(
+        "[flush]\ninterval_ms = 2000\n[fleet]\nfrom = [\"k:1\"]\nheartbeat_ms = 6000\n",
+    )
+    .unwrap();
+    assert_eq!(c.validate().unwrap_err().key, "fleet.heartbeat_ms");
+    let c = Config::parse(
+        "[flush]\ninterval_ms = 2000\n[fleet]\nfrom = [\"k:1\"]\nheartbeat_ms = 5999\n",
+    )
+    .unwrap();
+    c.validate().unwrap();
+}
+
+#[test]
 fn empty_file_is_the_default() {
     assert_eq!(Config::parse("").unwrap(), Config::default());
     Config::default().validate().unwrap();

@@ -194,7 +194,8 @@ impl FleetConfig {
         !self.from.is_empty()
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every key; `interval_ms` is the flush interval the timeouts derive from.
+    pub fn validate(&self, interval_ms: u64) -> Result<(), ConfigError> {
         if !self.enabled() {
             return Ok(());
         }
@@ -211,12 +212,12 @@ impl FleetConfig {
             return Err(ConfigError::new("fleet.group", "must not be empty"));
         }
         at_least("fleet.live_intervals", self.live_intervals.into(), 1)?;
-        if self.heartbeat_ms != 0 && self.session_timeout_ms != 0 {
-            crate::config_error::within(
+        let session = self.session_timeout_ms(interval_ms);
+        if self.heartbeat_ms(interval_ms) >= session {
+            return Err(ConfigError::new(
                 "fleet.heartbeat_ms",
-                self.heartbeat_ms,
-                1..=self.session_timeout_ms - 1,
-            )?;
+                format!("must be below the session timeout ({session} ms)"),
+            ));
         }
         at_least("fleet.reemit_intervals", self.reemit_intervals as u64, 1)?;
         self.per_source()?;

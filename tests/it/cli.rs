@@ -116,6 +116,28 @@ fn check_config_accepts_a_valid_file() {
 }
 
 #[test]
+fn the_old_fleet_section_and_flags_still_work_with_one_warning() {
+    let file = ConfigFile::new(
+        "old-fleet",
+        "[aggregate]\nfrom = [\"127.0.0.1:9092\"]\ntopic = \"p\"\n",
+    );
+    let out = rstatsd(&[
+        "--check-config",
+        "--config",
+        file.path(),
+        "--aggregate-grace-ms",
+        "500",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "rstatsd: warning: deprecated configuration names, still read: [aggregate] (now \
+         [fleet]), --aggregate-grace-ms (now --fleet-grace-ms); the old names will be removed \
+         in a later release\n"
+    );
+}
+
+#[test]
 fn help_documents_every_flag() {
     let out = rstatsd(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -316,7 +338,7 @@ fn invalid_kafka_settings_name_the_key() {
 }
 
 #[test]
-fn invalid_aggregate_settings_name_the_key() {
+fn invalid_fleet_settings_name_the_key() {
     let e = config_error(
         "agg-types",
         "[fleet]\nfrom = [\"127.0.0.1:9092\"]\nper_source_types = [\"gauge\", \"meter\"]\n",
@@ -327,6 +349,14 @@ fn invalid_aggregate_settings_name_the_key() {
     );
     let e = config_error("agg-late", "[fleet]\nlate = \"keep\"\n");
     assert!(e.contains("key `fleet.late`"), "{e}");
+    let e = config_error(
+        "fleet-heartbeat",
+        "[flush]\ninterval_ms = 2000\n[fleet]\nfrom = [\"127.0.0.1:9092\"]\nheartbeat_ms = 6000\n",
+    );
+    assert!(
+        e.contains("key `fleet.heartbeat_ms`: must be below the session timeout (6000 ms)"),
+        "{e}"
+    );
     let e = config_error(
         "partial-topic",
         "[sinks.k]\ntype = \"kafka\"\nformat = \"partial\"\ntopic = \"m.{type}\"\n",
