@@ -13,7 +13,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
 use crate::common::kafka::{MockCluster, consume_all, java_partition, mock_cluster};
-use crate::common::{ConfigFile, Daemon, Id, metric_value, record_id, sender, wait_metric};
+use crate::common::{
+    ConfigFile, Daemon, Id, metric_value, record_id, record_values, sender, wait_metric,
+};
 use rstatsd::aggregate::Value as Agg;
 use rstatsd::aggregate::partial::{IntervalEnd, Origin, encode_end, encode_partial};
 use rstatsd::metric::{MetricType, SeriesKey};
@@ -532,12 +534,7 @@ fn read_global(bootstrap: &str) -> Global {
     for m in consume_all(bootstrap, &["out"]) {
         let r: Value = serde_json::from_str(&m.payload).unwrap();
         let ts = r["timestamp"].as_u64().unwrap();
-        let values: BTreeMap<String, f64> = r["values"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-            .collect();
+        let values = record_values(&r);
         let key = (record_id(&r), ts);
         if let Some(before) = out.insert(key.clone(), values.clone()) {
             assert_eq!(
@@ -589,13 +586,7 @@ fn local_records(records: &[Value]) -> Global {
         .iter()
         .map(|r| {
             let ts = r["timestamp"].as_u64().unwrap();
-            let values = r["values"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-                .collect();
-            ((record_id(r), ts), values)
+            ((record_id(r), ts), record_values(r))
         })
         .collect()
 }

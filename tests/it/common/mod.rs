@@ -321,16 +321,21 @@ pub fn record_id(r: &Value) -> Id {
     )
 }
 
+/// A record's statistics (`values`), by name.
+pub fn record_values(r: &Value) -> BTreeMap<String, f64> {
+    r["values"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+        .collect()
+}
+
 /// Every record's values, keyed by series; panics if a series appears in two snapshots.
 pub fn by_series(records: &[Value]) -> BTreeMap<Id, BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     for r in records {
-        let values = r["values"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-            .collect();
+        let values = record_values(r);
         let id = record_id(r);
         assert!(
             out.insert(id.clone(), values).is_none(),
