@@ -198,11 +198,16 @@ impl Server {
             config.limit_values(),
         ));
         if let Some(listener) = mgmt_listener {
-            mgmt::spawn(listener, Arc::clone(&admin))
+            mgmt::spawn(listener, Arc::clone(&admin), &config.admin)
                 .map_err(io_error("cannot start the admin thread".into()))?;
         }
         if let Some(listener) = http_listener {
-            http::spawn(listener, Arc::clone(&admin))
+            let bounds = http::Bounds {
+                max_connections: config.http.max_connections,
+                read_timeout: Duration::from_millis(config.http.read_timeout_ms),
+                write_timeout: Duration::from_millis(config.http.write_timeout_ms),
+            };
+            http::spawn(listener, Arc::clone(&admin), bounds)
                 .map_err(io_error("cannot start the http thread".into()))?;
         }
         let mut flusher =

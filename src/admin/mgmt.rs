@@ -13,27 +13,25 @@
 //! | anything else | `ERROR` |
 //!
 //! Blocks end with `END` and an empty line, as in Etsy. A connection may send any number
-//! of commands; at most [`MAX_CONNECTIONS`] are served at once, and an idle one is closed
-//! after [`IDLE_TIMEOUT`].
+//! of commands, each on its own thread; at most `admin.max_connections` are served at once
+//! (another is answered `ERROR too many connections`, closed and counted in
+//! `admin_connections_refused`), and one idle for `admin.idle_timeout_ms` is closed (counted
+//! in `admin_timeouts`).
 
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
-use super::{AdminState, series_id};
+use super::{AdminConfig, AdminState, series_id};
 use crate::aggregate::SetValue;
 use crate::format::json::write_str;
 use crate::format::number::js_number;
 use crate::metric::MetricType;
 use crate::snapshot::Fields;
 
-/// Connections served at once; more are answered `ERROR too many connections` and closed.
-pub const MAX_CONNECTIONS: usize = 32;
-/// An idle connection is closed after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest command line accepted.
 const MAX_LINE: usize = 4096;
 
@@ -71,29 +69,51 @@ impl View {
 }
 
 /// Starts the accept thread on a bound listener.
-pub fn spawn(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+pub fn spawn(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    config: &AdminConfig,
+) -> io::Result<()> {
+    let (max, idle) = (config.max_connections as u64, config.idle_timeout());
     thread::Builder::new()
         .name("admin-mgmt".into())
         .spawn(move || {
+            let active = &state.counters.admin_connections;
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                if active.fetch_add(1, Ordering::SeqCst) >= max {
                     active.fetch_sub(1, Ordering::SeqCst);
+                    state.counters.admin_refused.fetch_add(1, Ordering::Relaxed);
                     let _ = stream.write_all(b"ERROR too many connections\n");
                     continue;
                 }
-                let (state, active) = (Arc::clone(&state), Arc::clone(&active));
+                let state = Arc::clone(&state);
                 let spawned = thread::Builder::new()
                     .name("admin-conn".into())
                     .spawn(move || {
                         let peer = stream.peer_addr().ok();
-                        if let Err(e) = serve(stream, &state) {
-                            log::debug!("admin connection {peer:?}: {e}");
+                        match serve(&stream, &state, idle) {
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::WouldBlock | ErrorKind::TimedOut
+                                ) =>
+                            {
+                                state
+                                    .counters
+                                    .admin_timeouts
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => log::debug!("admin connection {peer:?}: {e}"),
+                            Ok(()) => {}
                         }
-                        active.fetch_sub(1, Ordering::SeqCst);
+                        state
+                            .counters
+                            .admin_connections
+                            .fetch_sub(1, Ordering::SeqCst);
                     });
                 if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
                     log::error!("admin: cannot start a connection thread");
                 }
             }
@@ -101,10 +121,10 @@ pub fn spawn(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
     Ok(())
 }
 
-fn serve(stream: TcpStream, state: &AdminState) -> io::Result<()> {
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+fn serve(stream: &TcpStream, state: &AdminState, idle: Duration) -> io::Result<()> {
+    stream.set_read_timeout(Some(idle))?;
     let mut reader = BufReader::new(stream.try_clone()?).take(0);
-    let mut out = BufWriter::new(stream);
+    let mut out = BufWriter::new(stream.try_clone()?);
     let mut line = String::new();
     loop {
         line.clear();

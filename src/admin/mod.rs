@@ -10,6 +10,7 @@
 //! - `del*` commands ask the flusher to forget persisted state (gauges, idle series owed
 //!   zero reports), and remove the series from the views.
 
+mod config;
 pub mod http;
 pub mod mgmt;
 
@@ -18,68 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use std::net::SocketAddr;
-
 use crossbeam_channel::Sender;
-use serde::{Deserialize, Serialize};
 
+pub use self::config::{AdminConfig, HttpConfig};
 use crate::format::time::unix_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::snapshot::Snapshot;
-use crate::stats::{Stat, StatValue};
-
-/// `[admin]`: Etsy's management interface (TCP). Loopback by default; binding elsewhere
-/// is an explicit choice.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Disable the management interface (admin.enabled = false).
-    #[arg(id = "admin.enabled", long = "no-admin", num_args = 0, default_missing_value = "false", action = clap::ArgAction::Set, required = false)]
-    pub enabled: bool,
-    /// Etsy management interface address (admin.listen).
-    #[arg(
-        id = "admin.listen",
-        long = "admin-listen",
-        value_name = "ADDR",
-        required = false
-    )]
-    pub listen: SocketAddr,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8126)),
-        }
-    }
-}
-
-/// `[http]`: `/health` and `/metrics`. Loopback by default.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, clap::Args)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Disable the HTTP endpoint (http.enabled = false).
-    #[arg(id = "http.enabled", long = "no-http", num_args = 0, default_missing_value = "false", action = clap::ArgAction::Set, required = false)]
-    pub enabled: bool,
-    /// HTTP /health and /metrics address (http.listen).
-    #[arg(
-        id = "http.listen",
-        long = "http-listen",
-        value_name = "ADDR",
-        required = false
-    )]
-    pub listen: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        }
-    }
-}
+use crate::stats::{PlaneCounters, Stat, StatValue};
 
 /// A request the flusher answers between flushes.
 #[derive(Debug)]
@@ -111,6 +57,8 @@ pub struct AdminState {
     totals: Mutex<StatTotals>,
     commands: Mutex<Option<Sender<FlusherCommand>>>,
     config_text: String,
+    /// The HTTP and management threads' counters, read by the flusher at each flush.
+    pub counters: PlaneCounters,
 }
 
 /// Locks a mutex; a panicked holder leaves plain data that is still valid to read.
@@ -135,6 +83,7 @@ impl AdminState {
             totals: Mutex::new(totals),
             commands: Mutex::new(None),
             config_text,
+            counters: PlaneCounters::default(),
         }
     }
 

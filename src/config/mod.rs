@@ -266,6 +266,8 @@ impl Config {
             sink.validate(&format!("sinks.{name}"))?;
         }
         self.spool.validate()?;
+        self.admin.validate()?;
+        self.http.validate()?;
         self.fleet.validate(self.flush.interval_ms)?;
         self.log.validate()
     }
@@ -285,6 +287,26 @@ impl Config {
             ),
             ("spool.max_bytes".to_string(), self.spool.max_bytes),
             ("spool.segment_bytes".to_string(), self.spool.segment_bytes),
+            (
+                "http.max_connections".to_string(),
+                self.http.max_connections as u64,
+            ),
+            (
+                "http.read_timeout_ms".to_string(),
+                self.http.read_timeout_ms,
+            ),
+            (
+                "http.write_timeout_ms".to_string(),
+                self.http.write_timeout_ms,
+            ),
+            (
+                "admin.max_connections".to_string(),
+                self.admin.max_connections as u64,
+            ),
+            (
+                "admin.idle_timeout_ms".to_string(),
+                self.admin.idle_timeout_ms,
+            ),
         ];
         for (key, value) in toml_integers(&self.limits) {
             out.push((format!("limits.{key}"), value));

@@ -58,6 +58,23 @@ fn a_heartbeat_at_or_above_the_session_timeout_is_refused() {
 }
 
 #[test]
+fn the_admin_planes_bounds_are_checked() {
+    for (text, key) in [
+        ("[http]\nmax_connections = 0\n", "http.max_connections"),
+        ("[http]\nread_timeout_ms = 0\n", "http.read_timeout_ms"),
+        (
+            "[http]\nwrite_timeout_ms = 3600001\n",
+            "http.write_timeout_ms",
+        ),
+        ("[admin]\nmax_connections = 0\n", "admin.max_connections"),
+        ("[admin]\nidle_timeout_ms = 0\n", "admin.idle_timeout_ms"),
+    ] {
+        let e = Config::parse(text).unwrap().validate().unwrap_err();
+        assert_eq!(e.key, key, "{text}");
+    }
+}
+
+#[test]
 fn empty_file_is_the_default() {
     assert_eq!(Config::parse("").unwrap(), Config::default());
     Config::default().validate().unwrap();

@@ -37,7 +37,7 @@ use crate::parse::Protocol;
 use crate::receive::{Control, Harvest, socket_drops};
 use crate::sink::{Flushed, SinkHandle};
 use crate::snapshot::Snapshot;
-use crate::stats::{self, FleetCounters, FleetReading, FlushFacts, SinkTotals};
+use crate::stats::{self, FleetCounters, FleetReading, FlushFacts, PlaneTotals, SinkTotals};
 
 /// How long the flusher waits for receivers to answer a swap before flushing without the
 /// missing ones (their data is then reported in the next flush, not lost).
@@ -111,6 +111,8 @@ pub struct Flusher {
     sinks: Vec<SinkHandle>,
     /// Each sink's counters at the previous flush, to report per-interval deltas.
     last_totals: Vec<SinkTotals>,
+    /// The admin plane's counters at the previous flush.
+    last_plane: PlaneTotals,
     /// True when some sink is handed the interval state besides the snapshot.
     keep_interval_state: bool,
     generation: u64,
@@ -147,6 +149,7 @@ impl Flusher {
             receivers,
             harvests,
             last_totals: vec![SinkTotals::default(); sinks.len()],
+            last_plane: PlaneTotals::default(),
             keep_interval_state: sinks.iter().any(SinkHandle::wants_interval_state),
             sinks,
             generation: 0,
@@ -414,6 +417,10 @@ impl Flusher {
                 };
                 g.last = now;
                 reading
+            }),
+            plane: self.admin.as_ref().map(|(admin, _)| {
+                let now = admin.counters.read();
+                (now.clone(), std::mem::replace(&mut self.last_plane, now))
             }),
         });
         self.last_totals = totals;

@@ -1,6 +1,7 @@
 //! The counters each component updates: a receiver's own (plain integers), a sink's and
 //! the fleet input's (atomics shared with the flusher).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Level;
@@ -238,5 +239,70 @@ impl FleetCounters {
                 ("fleet_open_intervals", get(&self.open_intervals)),
             ],
         )
+    }
+}
+
+/// Counters of the admin plane (the HTTP endpoint and the management interface), updated
+/// by their threads and read by the flusher; see the module docs for what each counts.
+#[derive(Debug, Default)]
+pub struct PlaneCounters {
+    /// HTTP requests answered, by (path, status); paths other than the served ones are
+    /// `other`, so the label stays bounded.
+    http_requests: std::sync::Mutex<BTreeMap<(&'static str, u16), u64>>,
+    pub http_refused: AtomicU64,
+    pub http_timeouts: AtomicU64,
+    pub http_connections: AtomicU64,
+    pub admin_refused: AtomicU64,
+    pub admin_timeouts: AtomicU64,
+    pub admin_connections: AtomicU64,
+}
+
+/// One reading of [`PlaneCounters`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PlaneTotals {
+    pub http_requests: BTreeMap<(&'static str, u16), u64>,
+    /// The plain counters, named by [`PlaneTotals::COUNTERS`].
+    pub counters: [u64; 4],
+    /// The open-connection gauges, named by [`PlaneTotals::GAUGES`].
+    pub gauges: [u64; 2],
+}
+
+impl PlaneTotals {
+    pub const COUNTERS: [&'static str; 4] = [
+        "http_connections_refused",
+        "http_timeouts",
+        "admin_connections_refused",
+        "admin_timeouts",
+    ];
+    pub const GAUGES: [&'static str; 2] = ["http_connections", "admin_connections"];
+}
+
+impl PlaneCounters {
+    /// Counts one HTTP request answered.
+    pub fn http_request(&self, path: &'static str, status: u16) {
+        let mut requests = self
+            .http_requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *requests.entry((path, status)).or_default() += 1;
+    }
+
+    pub fn read(&self) -> PlaneTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let requests = self
+            .http_requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        PlaneTotals {
+            http_requests: requests,
+            counters: [
+                get(&self.http_refused),
+                get(&self.http_timeouts),
+                get(&self.admin_refused),
+                get(&self.admin_timeouts),
+            ],
+            gauges: [get(&self.http_connections), get(&self.admin_connections)],
+        }
     }
 }

@@ -70,6 +70,13 @@
 //! | `fleet_rebalances` | counter | | non-zero | partition assignments and revocations |
 //! | `fleet_assigned_partitions` | gauge | | always (aggregators) | partitions of the partials topic this aggregator owns |
 //! | `fleet_open_intervals` | gauge | | always (aggregators) | intervals open over those partitions |
+//! | `http_requests` | counter | `path`, `status` | non-zero | HTTP requests answered (`path`: `/health`, `/metrics` or `other`) |
+//! | `http_connections_refused` | counter | | non-zero | HTTP connections closed at once: `http.max_connections` were open |
+//! | `http_timeouts` | counter | | non-zero | HTTP connections closed with a request unfinished or an answer untaken after `http.read_timeout_ms` / `http.write_timeout_ms` |
+//! | `http_connections` | gauge | | full | HTTP connections open |
+//! | `admin_connections_refused` | counter | | non-zero | management connections refused: `admin.max_connections` were open |
+//! | `admin_timeouts` | counter | | non-zero | management connections closed after `admin.idle_timeout_ms` idle |
+//! | `admin_connections` | gauge | | full | management connections open |
 
 use std::time::Duration;
 
@@ -77,7 +84,9 @@ mod counters;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::counters::{FleetCounters, ReceiverStats, SinkCounters, SinkTotals};
+pub use self::counters::{
+    FleetCounters, PlaneCounters, PlaneTotals, ReceiverStats, SinkCounters, SinkTotals,
+};
 use crate::parse::{Protocol, Reject};
 
 /// `[stats]`: internal statistics in flushes.
@@ -186,6 +195,8 @@ pub struct FlushFacts<'a> {
     pub now_ms: u64,
     /// The aggregator input's counters now and at the previous flush (aggregators only).
     pub fleet: Option<FleetReading>,
+    /// The admin plane's counters now and at the previous flush.
+    pub plane: Option<(PlaneTotals, PlaneTotals)>,
 }
 
 /// Two readings of [`FleetCounters`]: now, and at the previous flush.
@@ -288,6 +299,30 @@ pub fn collect(facts: &FlushFacts<'_>) -> Vec<Stat> {
                 StatValue::Gauge(reading.gauges[i] as f64),
                 Always,
             );
+        }
+    }
+    if let Some((now, last)) = &facts.plane {
+        for (&(path, status), &n) in &now.http_requests {
+            let before = last
+                .http_requests
+                .get(&(path, status))
+                .copied()
+                .unwrap_or(0);
+            let status = status.to_string();
+            let tags = [("path", path), ("status", status.as_str())];
+            push(
+                "http_requests",
+                &tags,
+                StatValue::Counter(n - before),
+                NonZero,
+            );
+        }
+        for (i, name) in PlaneTotals::COUNTERS.into_iter().enumerate() {
+            let v = now.counters[i] - last.counters[i];
+            push(name, &[], StatValue::Counter(v), NonZero);
+        }
+        for (name, v) in PlaneTotals::GAUGES.into_iter().zip(now.gauges) {
+            push(name, &[], StatValue::Gauge(v as f64), Full);
         }
     }
     out

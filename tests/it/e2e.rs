@@ -222,10 +222,10 @@ fn a_default_flush_carries_a_few_internal_series_and_full_detail_every_one() {
         .collect();
     expected.sort();
     assert_eq!(internal(&[]), expected);
-    // Full detail: every counter of both listeners (each bad-line reason too), the guard
-    // and every sink counter.
+    // Full detail: every counter of both listeners (each bad-line reason too), the guard,
+    // every sink counter, and the admin plane's four counters and two connection gauges.
     let full = internal(&["--stats-detail", "full"]);
-    assert_eq!(full.len(), 2 * (11 + 19 + 2) + 6 + 8, "{full:?}");
+    assert_eq!(full.len(), 2 * (11 + 19 + 2) + 6 + 8 + 6, "{full:?}");
 }
 
 #[test]

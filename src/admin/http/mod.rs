@@ -1,87 +1,68 @@
-//! A small HTTP/1.1 endpoint (default 127.0.0.1:8080), one short-lived connection at a time
-//! per request, no async runtime:
+//! The HTTP endpoint (default 127.0.0.1:8080):
 //!
 //! - `GET /health`: `200 up` or `503 down` (after `health down` on the management port);
 //! - `GET /metrics`: every internal statistic in the Prometheus text exposition format
 //!   (version 0.0.4): counters as `rstatsd_<name>_total`, gauges as `rstatsd_<name>`, with
 //!   their tags as labels; they advance once per flush.
 //!
-//! Anything else is `404` (unknown path) or `405` (not GET/HEAD). Requests larger than
-//! [`MAX_REQUEST`] or slower than [`REQUEST_TIMEOUT`] are dropped.
+//! `HEAD` of either answers the headers alone; another path is `404`, another method `405`
+//! (with `Allow: GET, HEAD`). This file answers a request; `server.rs` is the event loop
+//! that serves every connection at once on one thread, each with its own deadlines, so a
+//! silent or stalled client holds up nobody but itself (see there for the bounds).
+
+mod server;
 
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
+pub use self::server::{Bounds, MAX_REQUEST};
 use super::{AdminState, StatTotals};
 use crate::format::number::js_number;
 
-pub const MAX_REQUEST: u64 = 8192;
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves requests on `listener` from one thread: each request is small and answered from
-/// memory, so one thread keeps up with any scrape rate and bounds what a client can hold.
-pub fn spawn(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
+/// Serves `listener` on its own thread until the process exits.
+pub fn spawn(listener: TcpListener, state: Arc<AdminState>, bounds: Bounds) -> io::Result<()> {
+    let server = server::Server::new(listener, bounds)?;
     thread::Builder::new()
         .name("admin-http".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                if let Err(e) = serve(stream, &state) {
-                    log::debug!("http: {e}");
-                }
-            }
-        })?;
+        .spawn(move || server.run(|request| answer(request, &state), &state.counters))?;
     Ok(())
 }
 
-fn serve(stream: TcpStream, state: &AdminState) -> io::Result<()> {
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let mut reader = BufReader::new((&stream).take(MAX_REQUEST));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Read (and ignore) the headers, up to the blank line.
-    let mut header = String::new();
-    loop {
-        header.clear();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/health") if state.healthy() => (200, "text/plain", "up\n".to_string()),
-        ("GET" | "HEAD", "/health") => (503, "text/plain", "down\n".to_string()),
-        ("GET" | "HEAD", "/metrics") => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            prometheus(&state.totals(), state.uptime_secs()),
-        ),
-        ("GET" | "HEAD", _) => (404, "text/plain", "not found\n".to_string()),
-        _ => (405, "text/plain", "method not allowed\n".to_string()),
+/// An answer: status, content type and body.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// The answer to `method path`, and the path label it is counted under.
+fn answer(request: &server::Request<'_>, state: &AdminState) -> (Answer, &'static str) {
+    let text = |status, body: &str| Answer {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: body.to_string(),
     };
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
+    let path = request.path.split('?').next().unwrap_or("");
+    let label = match path {
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        _ => "other",
     };
-    let mut out = io::BufWriter::new(&stream);
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        out.write_all(body.as_bytes())?;
-    }
-    out.flush()
+    let answer = match (request.method, label) {
+        ("GET" | "HEAD", "/health") if state.healthy() => text(200, "up\n"),
+        ("GET" | "HEAD", "/health") => text(503, "down\n"),
+        ("GET" | "HEAD", "/metrics") => Answer {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: prometheus(&state.totals(), state.uptime_secs()),
+        },
+        ("GET" | "HEAD", _) => text(404, "not found\n"),
+        _ => text(405, "method not allowed\n"),
+    };
+    (answer, label)
 }
 
 /// The Prometheus text format of the accumulated internal statistics.
