@@ -13,12 +13,12 @@ use rstatsd::aggregate::timer::{Percentile, for_each_stat};
 use rstatsd::aggregate::{Bounds, Table};
 use rstatsd::config::Config;
 use rstatsd::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
-use rstatsd::format::json::render_nested;
 use rstatsd::metric::{Metric, MetricType, Sample, SeriesRef};
 use rstatsd::parse::Protocol;
 use rstatsd::receive::Harvest;
 use rstatsd::sink::batch::Batch;
 use rstatsd::sink::graphite::{GraphiteConfig, Renderer};
+use rstatsd::sink::nested::render_nested;
 use rstatsd::stats::{Detail, ReceiverStats};
 
 mod common;

@@ -14,12 +14,12 @@ use crate::aggregate::timer::Percentile;
 use crate::aggregate::{AggregateLimits, Bounds, Samples, SeriesGuard, Table, Value};
 use crate::config::Config;
 use crate::flush::{CarrySettings, FinalizeSettings, Finalizer, merge};
-use crate::format::json::render_nested;
 use crate::metric::Metric;
 use crate::parse::json::JsonParser;
 use crate::parse::line::LineParser;
 use crate::parse::{Handler, Protocol, Reject, Skip};
 use crate::receive::Harvest;
+use crate::sink::nested::render_nested;
 use crate::stats::{self, Detail, FlushFacts, ReceiverStats};
 
 /// A receiver's handler in miniature: a small cardinality guard and a small timer cap, so

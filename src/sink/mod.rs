@@ -10,6 +10,8 @@
 //!   bounded queue of flushes; the flusher never waits on a sink.
 //! - [`receipt`]: when every sink is done with a flush (the fleet stage commits on it).
 //! - [`batch`]: one flush encoded for a transport, the unit the buffer and the spool share.
+//! - [`nested`]: the nested JSON record of a series, shared by the console sink and the
+//!   Kafka `json-nested` format.
 //! - [`buffer`]: the one delivery buffer every networked sink uses (byte-bounded, oldest
 //!   whole snapshots dropped first, in-flight data pinned) and the one pump/close loop over a
 //!   sink's [`buffer::Transport`]; [`spool`]: the disk spool behind it (`[spool]`).
@@ -26,6 +28,7 @@ pub mod graphite;
 mod handle;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod nested;
 pub mod receipt;
 pub mod registry;
 pub mod spool;

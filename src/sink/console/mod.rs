@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::{
     BuildContext, BuiltSink, ConfigError, Flushed, Sink, SinkCounters, SinkError, SinkSpec,
 };
-use crate::format::json::render_nested;
+use crate::sink::nested::render_nested;
 
 /// `[sinks.NAME] type = "console"`. No options yet.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -29,10 +29,9 @@ use serde::Deserialize;
 use super::topic::TopicTemplate;
 use super::{KafkaConfig, KeyMode};
 use crate::sink::batch::Batch;
+use crate::sink::nested::render_nested;
 
-use crate::format::json::{
-    render_nested, write_num, write_plain_key, write_str, write_str_prefixed,
-};
+use crate::format::json::{write_num, write_plain_key, write_str, write_str_prefixed};
 use crate::format::time::rfc3339_millis;
 use crate::metric::{MetricType, SeriesKey};
 use crate::snapshot::{Fields, Snapshot};
