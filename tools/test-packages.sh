@@ -74,18 +74,39 @@ check "installed: user, config valid, man page, unit verified"
 port=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 out=$(mktemp); err=$(mktemp)
 chmod 666 "$out" "$err"
+# Readiness as systemd sees it: the installed binary's READY=1 names the addresses it bound.
+# A notify socket the rstatsd user may write to; the FIFO says when it is bound.
+notify=$(mktemp -d)
+chmod 755 "$notify"
+mkfifo "$notify/bound"
+python3 - "$notify" >"$notify/ready" <<'PY' &
+import os, socket, sys
+path = os.path.join(sys.argv[1], "notify.sock")
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    os.chmod(path, 0o777)
+    s.settimeout(20)
+finally:  # the shell waits on the FIFO: it is written even when binding failed
+    with open(os.path.join(sys.argv[1], "bound"), "w") as bound:
+        bound.write("bound\n")
+try:
+    print(s.recv(4096).decode())
+except socket.timeout:
+    pass
+PY
+notifier=$!
+read -r _ <"$notify/bound"
 # setpriv execs rstatsd itself (runuser would stay in between and take the signal).
-setpriv --reuid=rstatsd --regid=rstatsd --clear-groups -- /usr/bin/rstatsd --config /etc/rstatsd/rstatsd.toml \
+NOTIFY_SOCKET="$notify/notify.sock" setpriv --reuid=rstatsd --regid=rstatsd --clear-groups -- \
+    /usr/bin/rstatsd --config /etc/rstatsd/rstatsd.toml \
     --statsd-listen "127.0.0.1:$port" --no-pystatsd --no-admin --http-listen 127.0.0.1:0 \
     --flush-interval-ms 1000 >"$out" 2>"$err" &
 pid=$!
-for _ in $(seq 100); do
-    grep -q " ready: " "$err" && break
-    kill -0 "$pid" 2>/dev/null || fail "installed rstatsd exited: $(cat "$err")"
-    sleep 0.1
-done
-grep -q " ready: " "$err" || fail "installed rstatsd not ready: $(cat "$err")"
-http=$(sed -n 's/.*listening: .*http tcp \([^ ,]*\).*/\1/p' "$err")
+wait "$notifier"
+grep -qx 'READY=1' "$notify/ready" || fail "installed rstatsd not ready: $(cat "$err")"
+http=$(sed -n 's/^STATUS=listening: .*http tcp \([^ ,]*\).*/\1/p' "$notify/ready")
+[ -n "$http" ] || fail "no http address in the readiness message: $(cat "$notify/ready")"
 # The packaged load generator sends the metric (42 increments in one datagram) and checks
 # through /metrics that rstatsd counted all of them.
 sent=$(/usr/bin/rstatsd-loadgen send --target "127.0.0.1:$port" --count 42 --per-datagram 42 \
@@ -97,7 +118,7 @@ pid=""
 grep -q '"name":"loadgen.k0","type":"counter","tags":{},"timestamp":[0-9]*,"values":{"count":42,' "$out" ||
     fail "metric not in the output of the installed rstatsd: $(cat "$out")"
 check "installed binary ran as rstatsd, aggregated a metric (loadgen --verify agrees), stopped cleanly on SIGTERM"
-rm -f "$out" "$err"
+rm -rf "$out" "$err" "$notify"
 
 $SUDO dpkg --purge rstatsd >/dev/null
 trap - EXIT
