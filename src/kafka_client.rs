@@ -55,7 +55,8 @@ impl ClientSettings {
     }
 
     /// The value a property will have, if set.
-    pub fn get(&self, property: &str) -> Option<&str> {
+    #[cfg(test)]
+    fn get(&self, property: &str) -> Option<&str> {
         self.entries
             .iter()
             .find(|(p, _, _)| p == property)

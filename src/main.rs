@@ -29,19 +29,6 @@ fn notify_systemd(state: &str) {
     }
 }
 
-/// Raises the soft limit on open files to the hard one, as servers do: the HTTP plane alone
-/// may hold `http.max_connections` sockets (1,024 by default), which a soft limit of 1,024
-/// would not leave room for.
-fn raise_open_files_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        log::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     let config = match cli.load_config() {
@@ -68,7 +55,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(config.log.level());
-    raise_open_files_limit();
+    if let Err(e) = rstatsd::server::raise_open_files_limit() {
+        log::warn!("cannot raise the open files limit to its hard limit: {e}");
+    }
     if let Some(warning) = config.deprecation_warning() {
         log::warn!("{warning}");
     }

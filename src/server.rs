@@ -330,6 +330,18 @@ fn flush_settings(config: &Config, guard: Arc<SeriesGuard>) -> FlushSettings {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as servers do: the HTTP plane alone
+/// may hold `http.max_connections` sockets (1,024 by default), which a soft limit of 1,024
+/// would not leave room for.
+pub fn raise_open_files_limit() -> nix::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

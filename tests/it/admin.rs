@@ -110,7 +110,8 @@ fn health_and_metrics_over_http() {
 #[test]
 fn a_thousand_silent_connections_delay_neither_health_nor_metrics() {
     let _alone = crate::common::alone();
-    raise_open_files_limit();
+    // 1,000 client sockets need more than the usual soft limit of 1,024 open files.
+    rstatsd::server::raise_open_files_limit().unwrap();
     let d = Daemon::start(&[
         "--flush-interval-ms",
         "500",
@@ -281,15 +282,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
-}
-
-/// 1,000 client sockets need more than the usual soft limit of 1,024 open files.
-fn raise_open_files_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    }
 }
 
 /// A management connection.

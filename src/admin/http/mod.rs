@@ -18,7 +18,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 
-pub use self::server::{Bounds, MAX_REQUEST};
+pub use self::server::Bounds;
 use super::{AdminState, StatTotals};
 use crate::format::number::js_number;
 
